@@ -1,0 +1,154 @@
+"""The `cell` command line. Only this module turns errors into exit codes (DESIGN.md):
+0 fine, 1 unexpected failure, 2 bad input or refused, 3 a check found a problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from policies.errors import CellError
+
+DEFAULT_REPO = "/etc/cell/site-config"
+DEFAULT_STATE = "/var/lib/cell"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _repo(args: argparse.Namespace) -> str:
+    return str(args.repo or os.environ.get("CELL_REPO") or DEFAULT_REPO)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from policies import load_policy
+
+    policy = load_policy(_repo(args))
+    for w in policy.warnings:
+        print(w, file=sys.stderr)
+    return policy
+
+
+def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, indent=2, ensure_ascii=False) if args.json else text)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    policy = _load(args)
+    doc = {"ok": True, "site": policy.site.site.id, "warnings": [str(w) for w in policy.warnings]}
+    _emit(args, doc, f"{_repo(args)}: valid (site {policy.site.site.id})")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from cell.render import MANIFEST, render_all, write_tree
+
+    files = render_all(_load(args))
+    write_tree(Path(args.out), files)
+    manifest = json.loads(files[MANIFEST])
+    text = "\n".join(f"{digest[:12]}  {args.out}/{name}" for name, digest in manifest["files"].items())
+    _emit(args, manifest, text)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from policies.load import FILES
+
+    schemas = {name: model.model_json_schema(by_alias=True) for name, model in FILES.items()}
+    if args.file:
+        if args.file not in schemas:
+            raise _usage(f"unknown file '{args.file}'; one of: {', '.join(schemas)}")
+        print(json.dumps(schemas[args.file], indent=2, ensure_ascii=False))
+    else:
+        print(json.dumps(schemas, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cell import explain
+
+    policy = _load(args)
+    if args.what == "topic":
+        doc = explain.explain_topic(policy, args.topic)
+        _emit(args, doc, explain.format_topic(doc))
+    else:
+        doc = explain.explain_flow(policy, args.source, args.to)
+        _emit(args, doc, explain.format_flow(doc))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cell.demo import run_demo
+
+    return run_demo(args.repo)
+
+
+def _usage(message: str) -> CellError:
+    from cell.errors import UsageError
+
+    return UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cell",
+        description="Cell: keep a camera site's raw data on the site, and prove it.",
+        epilog="Exit codes: 0 fine, 1 unexpected failure, 2 bad input or refused, 3 a check found a problem.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help: str, *, repo: bool = True, json_flag: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        if repo:
+            sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.set_defaults(handler=handler)
+        return sp
+
+    command("validate", cmd_validate, "validate the policy; errors as FILE:LINE:COL: message")
+    sp = command("render", cmd_render, "write every artifact and manifest.json (sha256 of each)")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp = command("schema", cmd_schema, "print JSON Schema for site.yaml, network.yaml and mqtt.yaml", repo=False, json_flag=False)
+    sp.add_argument("file", nargs="?", help="one of site.yaml, network.yaml, mqtt.yaml (default: all three)")
+
+    ex = sub.add_parser("explain", help="which rule decides a topic or a flow")
+    exs = ex.add_subparsers(dest="what", required=True, metavar="WHAT")
+    t = exs.add_parser("topic", help="direction of a topic and the rule (file:line) that decides it")
+    t.add_argument("topic")
+    f = exs.add_parser("flow", help="verdict for a flow and the rule that decides it")
+    f.add_argument("--from", dest="source", required=True, help="host, VLAN, gateway, hub.bridge, hub.management or IP")
+    f.add_argument("--to", required=True, help="ENDPOINT[:PORT/PROTO], e.g. cameras:554/tcp")
+    for sp in (t, f):
+        sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.set_defaults(handler=cmd_explain)
+
+    sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except CellError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if os.environ.get("CELL_DEBUG"):
+            raise
+        print(f"cell: internal error: {type(e).__name__}: {e} (set CELL_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Errors of the appliance layer (see `policies.errors` for the whole tree)."""
+
+from __future__ import annotations
+
+from policies.errors import CellError
+
+
+class UsageError(CellError):
+    """Bad input on the command line (an unknown endpoint, a malformed port)."""
+
+    exit_code = 2

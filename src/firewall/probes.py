@@ -1,0 +1,135 @@
+"""The expected-flow matrix: flows that must pass and representative flows that must be dropped.
+
+Pure: derived from the policy alone. Every allowed flow is probed on each of its ports from a
+representative source; the dropped set covers each VLAN to the WAN, each sinkhole VLAN to an
+outside resolver, each VLAN to each gateway port it is not allowed, each VLAN to each other VLAN
+on a port it is not allowed, and the gateway's own egress to a non-allowlisted address. A dropped
+probe names the counter that must rise, because a timeout alone proves nothing.
+
+Endpoints outside the site (`wan`, `hub.*` by hostname) have `"address": null`: the runner fills
+them in from its environment (the lab's WAN namespace), since the policy does not know them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from firewall.compile import drop_counter_for
+from policies import Policy
+from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, WAN, Endpoint, decide, flow_ports
+
+PROBE_PORTS = [(443, "tcp"), (80, "tcp"), (22, "tcp"), (8883, "tcp"), (554, "tcp"), (9999, "udp")]
+
+
+def _rep(policy: Policy, word: str, peer_vlan: str | None) -> dict[str, Any]:
+    """A concrete representative of a flow endpoint: a host address where there is one."""
+    if word in policy.hosts:
+        h = policy.hosts[word]
+        return {"name": h.name, "vlan": h.vlan, "address": h.address}
+    if word in policy.vlans:
+        hosts = [h for h in policy.network.hosts if h.vlan == word]
+        if hosts:
+            return {"name": hosts[0].name, "vlan": word, "address": hosts[0].address}
+        net = ipaddress.IPv4Network(policy.vlans[word].subnet)
+        return {"name": f"{word}-probe", "vlan": word, "address": str(net.broadcast_address - 1)}
+    if word == GATEWAY:
+        addr = policy.vlans[peer_vlan].gateway if peer_vlan else None
+        return {"name": GATEWAY, "vlan": peer_vlan, "address": addr}
+    if word == HUB_BRIDGE:
+        return {"name": HUB_BRIDGE, "vlan": None, "address": _ip(policy.site.hub.bridge.address),
+                "hostname": policy.site.hub.bridge.address}
+    if word == HUB_MANAGEMENT:
+        m = policy.site.hub.management[0]
+        return {"name": HUB_MANAGEMENT, "vlan": None, "address": _ip(m.address), "hostname": m.address}
+    return {"name": word, "vlan": None, "address": None}
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
+
+
+def _kind(port: int, proto: str) -> str:
+    return "dns" if port == 53 else proto
+
+
+def _ep(policy: Policy, d: dict[str, Any]) -> Endpoint:
+    if d["name"] == GATEWAY:
+        return Endpoint("gateway", GATEWAY, d["vlan"], d["address"])
+    if d["name"] in (HUB_BRIDGE, HUB_MANAGEMENT):
+        return Endpoint(d["name"], d["name"])
+    if d["vlan"] is None:
+        return Endpoint("wan", WAN)
+    kind = "host" if d["name"] in policy.hosts else "address"
+    return Endpoint(kind, d["name"], d["vlan"], d["address"])
+
+
+def compile_probes(policy: Policy) -> list[dict[str, Any]]:
+    probes: list[dict[str, Any]] = []
+
+    def add(src: dict[str, Any], dst: dict[str, Any], port: int, proto: str, why: str, dst_class: str) -> None:
+        verdict = decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto))
+        src_class = src["vlan"] if src["name"] != GATEWAY else GATEWAY
+        probes.append(
+            {
+                "id": f"{src['name']}>{dst['name']}:{port}/{proto}",
+                "from": src,
+                "to": dst,
+                "port": port,
+                "proto": proto,
+                "kind": _kind(port, proto),
+                "expect": verdict.verdict,
+                "flow": verdict.flow,
+                "counter": None if verdict.verdict == "accept" else drop_counter_for(policy, src_class, dst_class),
+                "why": why,
+            }
+        )
+
+    for i, f in enumerate(policy.network.flows):
+        src = _rep(policy, f.source, None)
+        dst = _rep(policy, f.to, src.get("vlan"))
+        for port, proto in flow_ports(policy, f):
+            add(src, dst, port, proto, f"flows[{i}] must pass", _dst_class(dst))
+
+    gw_ports = sorted({pp for f in policy.network.flows if f.to == GATEWAY for pp in flow_ports(policy, f)})
+    wan = {"name": WAN, "vlan": None, "address": None}
+    for v in policy.network.vlans:
+        src = _rep(policy, v.name, None)
+        for port, proto in PROBE_PORTS:
+            if decide(policy, _ep(policy, src), Endpoint("wan", WAN), (port, proto)).verdict == "drop":
+                add(src, wan, port, proto, f"VLAN {v.name} must not reach the Internet on this port", WAN)
+                break
+        if v.name in policy.network.dns.sinkhole:
+            resolver = {"name": "outside-resolver", "vlan": None,
+                        "address": policy.network.wan.resolvers[0] if policy.network.wan.resolvers else None}
+            add(src, resolver, 53, "udp", f"sinkhole VLAN {v.name} must not reach an outside resolver", WAN)
+        gw = _rep(policy, GATEWAY, v.name)
+        for port, proto in gw_ports:
+            if decide(policy, _ep(policy, src), _ep(policy, gw), (port, proto)).verdict == "drop":
+                add(src, gw, port, proto, f"VLAN {v.name} is not allowed this gateway port", GATEWAY)
+        for other in policy.network.vlans:
+            if other.name == v.name:
+                continue
+            dst = _rep(policy, other.name, None)
+            for port, proto in PROBE_PORTS:
+                if decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto)).verdict == "drop":
+                    add(src, dst, port, proto, f"VLAN {v.name} must not reach VLAN {other.name} on this port", other.name)
+                    break
+    gw_src = {"name": GATEWAY, "vlan": None, "address": None}
+    add(gw_src, {"name": "phone-home", "vlan": None, "address": None}, 443, "tcp",
+        "the gateway's own egress is allowlisted: hub and management only", WAN)
+    return probes
+
+
+def _dst_class(dst: dict[str, Any]) -> str:
+    if dst["name"] == GATEWAY:
+        return GATEWAY
+    return str(dst["vlan"]) if dst.get("vlan") else WAN
+
+
+def render_probes(policy: Policy) -> bytes:
+    return (json.dumps({"site": policy.site.site.id, "probes": compile_probes(policy)}, indent=2) + "\n").encode()

@@ -1,0 +1,11 @@
+"""The site policy: model, loading with source positions, validation, topic-filter algebra.
+
+This package imports nothing else of Cell's; every other package builds on it.
+"""
+
+from __future__ import annotations
+
+from policies.errors import CellError, Diagnostic, PolicyError
+from policies.load import Policy, load_policy
+
+__all__ = ["CellError", "Diagnostic", "Policy", "PolicyError", "load_policy"]

@@ -1,0 +1,110 @@
+"""What a flow endpoint means, and which flow (if any) admits a given connection.
+
+One definition shared by validation, `cell explain flow`, the firewall compiler and the probe
+matrix, so that what the Cell says about a flow and what its firewall does cannot disagree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from policies.load import Policy
+    from policies.model import Flow
+
+GATEWAY = "gateway"
+WAN = "wan"
+HUB_BRIDGE = "hub.bridge"
+HUB_MANAGEMENT = "hub.management"
+RESERVED = frozenset({GATEWAY, WAN, HUB_BRIDGE, HUB_MANAGEMENT})
+OUTSIDE = frozenset({WAN, HUB_BRIDGE, HUB_MANAGEMENT})
+
+Kind = Literal["vlan", "host", "gateway", "wan", "hub.bridge", "hub.management", "address"]
+PortProto = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A resolved flow endpoint. `vlan` is set for VLANs, hosts and site addresses."""
+
+    kind: Kind
+    name: str
+    vlan: str | None = None
+    address: str | None = None
+
+
+def resolve(policy: Policy, text: str) -> Endpoint | None:
+    """A host, VLAN, reserved word or IPv4 address, as an `Endpoint`; None if unknown."""
+    if text in RESERVED:
+        return Endpoint(text, text)  # type: ignore[arg-type]
+    if text in policy.hosts:
+        h = policy.hosts[text]
+        return Endpoint("host", text, h.vlan, h.address)
+    if text in policy.vlans:
+        return Endpoint("vlan", text, text)
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+    for v in policy.network.vlans:
+        if str(ip) == v.gateway:
+            return Endpoint("gateway", GATEWAY, v.name, str(ip))
+    for h in policy.network.hosts:
+        if h.address == str(ip):
+            return Endpoint("host", h.name, h.vlan, h.address)
+    for v in policy.network.vlans:
+        if ip in ipaddress.IPv4Network(v.subnet):
+            return Endpoint("address", str(ip), v.name, str(ip))
+    hub = policy.site.hub
+    if hub.bridge.address == str(ip):
+        return Endpoint("hub.bridge", HUB_BRIDGE, None, str(ip))
+    if any(m.address == str(ip) for m in hub.management):
+        return Endpoint("hub.management", HUB_MANAGEMENT, None, str(ip))
+    return Endpoint("address", str(ip), None, str(ip))
+
+
+def flow_ports(policy: Policy, flow: Flow) -> list[PortProto]:
+    """The (port, proto) pairs a flow opens: its service's, or the hub endpoint's own ports."""
+    if flow.to == HUB_BRIDGE:
+        return [(policy.site.hub.bridge.port, "tcp")]
+    if flow.to == HUB_MANAGEMENT:
+        return sorted({(m.port, "tcp") for m in policy.site.hub.management})
+    if flow.service is None:
+        return []
+    return [parse_port(p) for p in policy.network.services.get(flow.service, [])]
+
+
+def parse_port(text: str) -> PortProto:
+    port, proto = text.split("/")
+    return int(port), proto
+
+
+def covers(policy: Policy, spec: str, ep: Endpoint) -> bool:
+    """Does the flow endpoint word `spec` include the endpoint `ep` entirely?"""
+    if spec in policy.vlans:
+        return ep.vlan == spec and ep.kind in ("vlan", "host", "address")
+    if spec in policy.hosts:
+        return ep.kind == "host" and ep.name == spec
+    if spec == WAN:
+        return ep.kind == WAN or (ep.kind == "address" and ep.vlan is None)
+    return ep.kind == spec
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Literal["accept", "drop"]
+    flow: int | None
+    ports: tuple[PortProto, ...] = ()
+
+
+def decide(policy: Policy, src: Endpoint, dst: Endpoint, port: PortProto | None = None) -> Decision:
+    """The first flow that admits `src` -> `dst` (on `port`, if given); else default deny."""
+    for i, flow in enumerate(policy.network.flows):
+        if not (covers(policy, flow.source, src) and covers(policy, flow.to, dst)):
+            continue
+        ports = flow_ports(policy, flow)
+        if port is None or port in ports:
+            return Decision("accept", i, tuple(ports))
+    return Decision("drop", None)

@@ -1,0 +1,102 @@
+"""Rules of the bridge's topic policy and the local clients' ACL.
+
+The bridge cannot say "all of `site/+/events/#` except X", so any topic that two rules of
+different bridging could both match is an error naming both rules. Overlap is decided by exact
+topic-filter intersection (`policies.topics`), found through a trie, not by a pairwise loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from policies.errors import Diagnostic
+from policies.topics import FilterTrie, witness
+
+if TYPE_CHECKING:
+    from policies.load import Policy
+    from policies.model import TopicRule
+
+MQTT = "mqtt.yaml"
+RESERVED_USERS = frozenset({"cell"})
+BRIDGED = frozenset({"up", "down"})
+
+
+def validate_mqtt(p: Policy) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    src = p.sources[MQTT]
+    rules = p.mqtt.topics
+    first: dict[str, int] = {}
+    for i, r in enumerate(rules):
+        at = ("topics", i)
+        if r.pattern in first:
+            out.append(src.diag((*at, "pattern"), f"duplicate rule for '{r.pattern}' (first at {_where(p, first[r.pattern])})"))
+            continue
+        first[r.pattern] = i
+        if r.tier == 1 and r.direction in BRIDGED:
+            out.append(src.diag((*at, "direction"), f"'{r.pattern}' is tier 1 (raw video, audio, imagery): direction must be never or local, not {r.direction}"))
+        if r.direction in BRIDGED and r.pattern.startswith("$"):
+            out.append(src.diag((*at, "pattern"), f"'{r.pattern}': broker-internal '$' topics are never bridged; use direction never"))
+    unique = [i for i in first.values()]
+    _overlaps(p, unique, {"never", "local"}, BRIDGED, out)
+    _overlaps(p, unique, {"up"}, {"down"}, out)
+    _clients(p, out)
+    return out
+
+
+def _where(p: Policy, i: int) -> str:
+    file, line, col = p.where(MQTT, ("topics", i))
+    return f"{file}:{line}:{col}"
+
+
+def _label(r: TopicRule) -> str:
+    return f"{r.direction} rule '{r.pattern}'"
+
+
+def _overlaps(p: Policy, idx: list[int], stored: set[str], queried: frozenset[str] | set[str], out: list[Diagnostic]) -> None:
+    rules = p.mqtt.topics
+    trie: FilterTrie[int] = FilterTrie()
+    for i in idx:
+        if rules[i].direction in stored:
+            trie.add(rules[i].pattern, i)
+    for i in idx:
+        r = rules[i]
+        if r.direction not in queried:
+            continue
+        for j in trie.intersecting(r.pattern):
+            a, b = sorted((i, j))
+            ra, rb = rules[a], rules[b]
+            example = witness(ra.pattern, rb.pattern)
+            out.append(
+                p.sources[MQTT].diag(
+                    ("topics", b, "pattern"),
+                    f"{_label(rb)} overlaps {_label(ra)} at {_where(p, a)}: a topic like '{example}' "
+                    "would match both, and the bridge cannot carve exceptions; narrow one of them",
+                )
+            )
+
+
+def _clients(p: Policy, out: list[Diagnostic]) -> None:
+    src = p.sources[MQTT]
+    down: FilterTrie[int] = FilterTrie()
+    for i, r in enumerate(p.mqtt.topics):
+        if r.direction == "down":
+            down.add(r.pattern, i)
+    seen: dict[str, int] = {}
+    for ci, c in enumerate(p.mqtt.clients):
+        at = ("clients", ci)
+        if c.username in RESERVED_USERS:
+            out.append(src.diag((*at, "username"), f"username '{c.username}' is reserved for the Cell's own monitor"))
+        if c.username in seen:
+            line, _ = src.at(("clients", seen[c.username]))
+            out.append(src.diag((*at, "username"), f"duplicate client '{c.username}' (first at line {line})"))
+        seen.setdefault(c.username, ci)
+        for fi, f in enumerate(c.publish):
+            for ri in down.intersecting(f):
+                r = p.mqtt.topics[ri]
+                out.append(
+                    src.diag(
+                        (*at, "publish", fi),
+                        f"client '{c.username}' may publish to '{f}', which overlaps down rule '{r.pattern}' at "
+                        f"{_where(p, ri)}: only the bridge publishes hub commands (e.g. '{witness(f, r.pattern)}')",
+                    )
+                )
