@@ -11,7 +11,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "site-config-example"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", help="rewrite golden folders from the renderers")
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite golden folders from the renderers"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Site
 
+from conftest import Site
 from policies import PolicyError, load_policy
 
 
@@ -38,7 +38,10 @@ def test_yaml_syntax_error_has_position(site: Site) -> None:
 
 def test_missing_file(site: Site) -> None:
     (site.root / "mqtt.yaml").unlink()
-    assert one(site, "mqtt.yaml") == f"{site.root}/mqtt.yaml:1:1: file is missing (every site-config repo has it)"
+    assert (
+        one(site, "mqtt.yaml")
+        == f"{site.root}/mqtt.yaml:1:1: file is missing (every site-config repo has it)"
+    )
 
 
 def test_binary_junk(site: Site) -> None:
@@ -61,7 +64,9 @@ def test_huge_string(site: Site) -> None:
 
 
 def test_unknown_key_suggests(site: Site) -> None:
-    site.edit("network.yaml", "  - {name: nvr,        vlan: cell,", "  - {name: nvr,        vlann: cell,")
+    site.edit(
+        "network.yaml", "  - {name: nvr,        vlan: cell,", "  - {name: nvr,        vlann: cell,"
+    )
     err = one(site, "unknown key 'vlann'")
     line = site.line_of("network.yaml", "vlann:")
     col = site.text("network.yaml").splitlines()[line - 1].index("vlann") + 1
@@ -85,19 +90,28 @@ def test_wrong_type_and_missing_key(site: Site) -> None:
 def test_all_errors_in_one_run(site: Site) -> None:
     site.edit("site.yaml", "id: lisbon-01", "id: Lisbon_01")
     site.edit("network.yaml", "address: 10.10.0.11}", "address: 10.20.0.11}")
-    site.edit("mqtt.yaml", 'audio/#",          direction: never', 'audio/#",          direction: up')
+    site.edit(
+        "mqtt.yaml", 'audio/#",          direction: never', 'audio/#",          direction: up'
+    )
     errs = errors(site)
     assert any("site.yaml" in e and "site id" in e for e in errs)
-    assert any("network.yaml" in e and "outside VLAN 'cameras'" in e for e in errs) is False  # shape error stops site.yaml only
+    assert (
+        any("network.yaml" in e and "outside VLAN 'cameras'" in e for e in errs) is False
+    )  # shape error stops site.yaml only
     assert any("tier 1" in e for e in errs) or any("site id" in e for e in errs)
 
 
 def test_semantic_errors_together(site: Site) -> None:
     site.edit("network.yaml", "address: 10.10.0.11}", "address: 10.20.0.11}")
-    site.edit("mqtt.yaml", 'audio/#",          direction: never', 'audio/#",          direction: up')
+    site.edit(
+        "mqtt.yaml", 'audio/#",          direction: never', 'audio/#",          direction: up'
+    )
     errs = errors(site)
     line = site.line_of("network.yaml", "10.20.0.11")
-    assert any(e.startswith(f"{site.root}/network.yaml:{line}:") and "outside VLAN 'cameras'" in e for e in errs)
+    assert any(
+        e.startswith(f"{site.root}/network.yaml:{line}:") and "outside VLAN 'cameras'" in e
+        for e in errs
+    )
     assert any("mqtt.yaml" in e and "tier 1" in e for e in errs)
 
 
@@ -108,28 +122,113 @@ def test_semantic_errors_together(site: Site) -> None:
         ("mqtt.yaml", '"site/+/events/#"', '"site/a+/events/#"', "'+' must be a whole level"),
         ("mqtt.yaml", '"site/+/events/#"', '"site/+/ev ents/#"', "whitespace"),
         ("mqtt.yaml", '"health/#"', '"health/\\n#"', "control character"),
-        ("mqtt.yaml", '{pattern: "health/#",', '{pattern: "$SYS/x",', "'$' topics are never bridged"),
-        ("mqtt.yaml", "{pattern: \"hub/config/#\",", "{pattern: \"registry/x/#\",", "overlaps up rule 'registry/#'"),
-        ("mqtt.yaml", 'publish: ["site/cam-02/#"]', 'publish: ["site/cam-02/#", "hub/+/cam-02"]', "overlaps down rule 'hub/commands/#'"),
+        (
+            "mqtt.yaml",
+            '{pattern: "health/#",',
+            '{pattern: "$SYS/x",',
+            "'$' topics are never bridged",
+        ),
+        (
+            "mqtt.yaml",
+            '{pattern: "hub/config/#",',
+            '{pattern: "registry/x/#",',
+            "overlaps up rule 'registry/#'",
+        ),
+        (
+            "mqtt.yaml",
+            'publish: ["site/cam-02/#"]',
+            'publish: ["site/cam-02/#", "hub/+/cam-02"]',
+            "overlaps down rule 'hub/commands/#'",
+        ),
         ("mqtt.yaml", "username: cam-02", "username: cam-01", "duplicate client 'cam-01'"),
         ("mqtt.yaml", "username: cam-02", "username: cell", "reserved"),
         ("network.yaml", "subnet: 10.30.0.0/24", "subnet: 10.30.0.1/24", "is not an IPv4 subnet"),
-        ("network.yaml", "subnet: 10.30.0.0/24, gateway: 10.30.0.1", "subnet: 10.20.0.0/23, gateway: 10.20.1.1", "overlaps VLAN 'cell'"),
-        ("network.yaml", "{name: sensors, id: 30", "{name: sensors, id: 10", "duplicate VLAN id '10'"),
-        ("network.yaml", "{name: ai,         vlan: cell,    address: 10.20.0.3}", "{name: ai, vlan: cell, address: 10.20.0.2}", "duplicate address '10.20.0.2'"),
-        ("network.yaml", "{name: ai,         vlan: cell,", "{name: ai,         vlan: kitchen,", "unknown VLAN 'kitchen'"),
-        ("network.yaml", "{from: cell,    to: cameras, service: rtsp}", "{from: cell, to: cameras, service: rstp}", "unknown service 'rstp'"),
-        ("network.yaml", "{from: cell,    to: cameras, service: rtsp}", "{from: cel, to: cameras, service: rtsp}", "unknown endpoint 'cel'"),
-        ("network.yaml", "{from: cell,    to: cameras, service: rtsp}", "{from: cameras, to: wan, service: https}", "has `internet: false`"),
-        ("network.yaml", "{from: cell,    to: cameras, service: rtsp}", "{from: cam-01, to: hub.bridge}", "has `internet: false`"),
+        (
+            "network.yaml",
+            "subnet: 10.30.0.0/24, gateway: 10.30.0.1",
+            "subnet: 10.20.0.0/23, gateway: 10.20.1.1",
+            "overlaps VLAN 'cell'",
+        ),
+        (
+            "network.yaml",
+            "{name: sensors, id: 30",
+            "{name: sensors, id: 10",
+            "duplicate VLAN id '10'",
+        ),
+        (
+            "network.yaml",
+            "{name: ai,         vlan: cell,    address: 10.20.0.3}",
+            "{name: ai, vlan: cell, address: 10.20.0.2}",
+            "duplicate address '10.20.0.2'",
+        ),
+        (
+            "network.yaml",
+            "{name: ai,         vlan: cell,",
+            "{name: ai,         vlan: kitchen,",
+            "unknown VLAN 'kitchen'",
+        ),
+        (
+            "network.yaml",
+            "{from: cell,    to: cameras, service: rtsp}",
+            "{from: cell, to: cameras, service: rstp}",
+            "unknown service 'rstp'",
+        ),
+        (
+            "network.yaml",
+            "{from: cell,    to: cameras, service: rtsp}",
+            "{from: cel, to: cameras, service: rtsp}",
+            "unknown endpoint 'cel'",
+        ),
+        (
+            "network.yaml",
+            "{from: cell,    to: cameras, service: rtsp}",
+            "{from: cameras, to: wan, service: https}",
+            "has `internet: false`",
+        ),
+        (
+            "network.yaml",
+            "{from: cell,    to: cameras, service: rtsp}",
+            "{from: cam-01, to: hub.bridge}",
+            "has `internet: false`",
+        ),
         ("network.yaml", "  rtsp:  [554/tcp]", "  rtsp:  [554/sctp]", "PORT/PROTO"),
         ("network.yaml", "  rtsp:  [554/tcp]", "  rtsp:  [70000/tcp]", "PORT/PROTO"),
-        ("network.yaml", "sinkhole: [cameras, sensors]", "sinkhole: [sensors]", "not in dns.sinkhole"),
-        ("network.yaml", "ntp.site.internal: 10.10.0.1", "ntp.site.internal: 10.10.0.1\n    \"evil\\nserver=8.8.8.8\": 10.10.0.1", "not a DNS name"),
-        ("site.yaml", "address: hub.example.eu", "address: hub.example.eu\n    insecure: maybe", "valid boolean"),
-        ("site.yaml", "remote_prefix: sites/lisbon-01/", "remote_prefix: sites/+/", "not a topic prefix"),
-        ("site.yaml", "cafile: /etc/cell/tls/hub-ca.pem", 'cafile: "/etc/cell/tls/hub ca.pem"', "whitespace"),
-        ("site.yaml", "address: api.balena-cloud.com", "address: 10.10.0.9", "inside VLAN 'cameras'"),
+        (
+            "network.yaml",
+            "sinkhole: [cameras, sensors]",
+            "sinkhole: [sensors]",
+            "not in dns.sinkhole",
+        ),
+        (
+            "network.yaml",
+            "ntp.site.internal: 10.10.0.1",
+            'ntp.site.internal: 10.10.0.1\n    "evil\\nserver=8.8.8.8": 10.10.0.1',
+            "not a DNS name",
+        ),
+        (
+            "site.yaml",
+            "address: hub.example.eu",
+            "address: hub.example.eu\n    insecure: maybe",
+            "valid boolean",
+        ),
+        (
+            "site.yaml",
+            "remote_prefix: sites/lisbon-01/",
+            "remote_prefix: sites/+/",
+            "not a topic prefix",
+        ),
+        (
+            "site.yaml",
+            "cafile: /etc/cell/tls/hub-ca.pem",
+            'cafile: "/etc/cell/tls/hub ca.pem"',
+            "whitespace",
+        ),
+        (
+            "site.yaml",
+            "address: api.balena-cloud.com",
+            "address: 10.10.0.9",
+            "inside VLAN 'cameras'",
+        ),
     ],
 )
 def test_rule(site: Site, file: str, old: str, new: str, message: str) -> None:
@@ -150,7 +249,9 @@ def test_overlap_names_both_rules_with_lines(site: Site) -> None:
 
 def test_dollar_rule_prevents_false_overlap(site: Site) -> None:
     site.edit("mqtt.yaml", '{pattern: "bridge/status",', '{pattern: "+/heartbeat",')
-    load_policy(site.root)  # '$SYS/#' (never) and '+/heartbeat' (up) do not meet: '+' skips '$' topics
+    load_policy(
+        site.root
+    )  # '$SYS/#' (never) and '+/heartbeat' (up) do not meet: '+' skips '$' topics
 
 
 def test_insecure_is_a_warning(site: Site) -> None:

@@ -50,7 +50,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     files = render_all(_load(args))
     write_tree(Path(args.out), files)
     manifest = json.loads(files[MANIFEST])
-    text = "\n".join(f"{digest[:12]}  {args.out}/{name}" for name, digest in manifest["files"].items())
+    text = "\n".join(
+        f"{digest[:12]}  {args.out}/{name}" for name, digest in manifest["files"].items()
+    )
     _emit(args, manifest, text)
     return 0
 
@@ -81,6 +83,53 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from cell.apply import Target, apply_policy, lab_target
+    from cell.lab import lab_status
+    from policies.layout import Layout
+
+    policy = _load(args)
+    lab = lab_status(policy.site.site.id)
+    if lab is not None and args.netns in (None, lab.gateway):
+        target = lab_target(lab)
+    else:
+        state = args.state_dir or os.environ.get("CELL_STATE_DIR") or DEFAULT_STATE
+        target = Target(netns=args.netns, layout=Layout(state_dir=state))
+    report = apply_policy(policy, target)
+    doc = {
+        "ok": True,
+        "netns": target.netns,
+        "changed": report.changed,
+        "broker": report.broker,
+        "dnsmasq": report.dnsmasq,
+    }
+    text = (
+        f"applied site {policy.site.site.id} to {target.netns or 'this host'}: "
+        f"{len(report.changed)} files changed; broker {report.broker}; dnsmasq {report.dnsmasq}"
+    )
+    _emit(args, doc, text)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from cell.lab import lab_status
+    from cell.probe import Env, format_results, run_probes
+    from firewall.probes import compile_probes
+
+    policy = _load(args)
+    lab = lab_status(policy.site.site.id)
+    if lab is None:
+        hint = (
+            "run `cell lab up` first"
+            if args.lab
+            else "probing from the VLANs needs the lab (--lab)"
+        )
+        raise _usage(f"no lab is up for site {policy.site.site.id}: {hint}")
+    doc = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+    _emit(args, doc, format_results(doc))
+    return 0 if doc["ok"] else 3
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cell.demo import run_demo
 
@@ -101,10 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Handler, help: str, *, repo: bool = True, json_flag: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Handler, help: str, *, repo: bool = True, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         if repo:
-            sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
+            sp.add_argument(
+                "--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})"
+            )
         if json_flag:
             sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.set_defaults(handler=handler)
@@ -113,20 +166,58 @@ def build_parser() -> argparse.ArgumentParser:
     command("validate", cmd_validate, "validate the policy; errors as FILE:LINE:COL: message")
     sp = command("render", cmd_render, "write every artifact and manifest.json (sha256 of each)")
     sp.add_argument("--out", required=True, help="output directory")
-    sp = command("schema", cmd_schema, "print JSON Schema for site.yaml, network.yaml and mqtt.yaml", repo=False, json_flag=False)
-    sp.add_argument("file", nargs="?", help="one of site.yaml, network.yaml, mqtt.yaml (default: all three)")
+    sp = command(
+        "schema",
+        cmd_schema,
+        "print JSON Schema for site.yaml, network.yaml and mqtt.yaml",
+        repo=False,
+        json_flag=False,
+    )
+    sp.add_argument(
+        "file", nargs="?", help="one of site.yaml, network.yaml, mqtt.yaml (default: all three)"
+    )
 
     ex = sub.add_parser("explain", help="which rule decides a topic or a flow")
     exs = ex.add_subparsers(dest="what", required=True, metavar="WHAT")
-    t = exs.add_parser("topic", help="direction of a topic and the rule (file:line) that decides it")
+    t = exs.add_parser(
+        "topic", help="direction of a topic and the rule (file:line) that decides it"
+    )
     t.add_argument("topic")
     f = exs.add_parser("flow", help="verdict for a flow and the rule that decides it")
-    f.add_argument("--from", dest="source", required=True, help="host, VLAN, gateway, hub.bridge, hub.management or IP")
+    f.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="host, VLAN, gateway, hub.bridge, hub.management or IP",
+    )
     f.add_argument("--to", required=True, help="ENDPOINT[:PORT/PROTO], e.g. cameras:554/tcp")
     for sp in (t, f):
         sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.set_defaults(handler=cmd_explain)
+
+    sp = command(
+        "apply", cmd_apply, "render, check and apply the policy to a gateway (lab or this host)"
+    )
+    sp.add_argument(
+        "--netns",
+        help="the gateway's network namespace (default: the lab's, if up; else this host)",
+    )
+    sp.add_argument(
+        "--state-dir", help=f"state directory (default: $CELL_STATE_DIR or {DEFAULT_STATE})"
+    )
+    sp = command(
+        "probe",
+        cmd_probe,
+        "run the expected-flow matrix with real packets (exit 3 if a flow misbehaves)",
+    )
+    sp.add_argument(
+        "--lab", action="store_true", help="probe the lab site (the only mode this build supports)"
+    )
+
+    from cell.lab.cli import add_lab_commands
+
+    add_lab_commands(sub)
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     return p
@@ -146,7 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("CELL_DEBUG"):
             raise
-        print(f"cell: internal error: {type(e).__name__}: {e} (set CELL_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"cell: internal error: {type(e).__name__}: {e} (set CELL_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -38,7 +38,9 @@ _TARGET = re.compile(r"(?P<ep>.+?)(?::(?P<port>\d{1,5})/(?P<proto>tcp|udp))?")
 def explain_flow(policy: Policy, source: str, target: str) -> dict[str, Any]:
     m = _TARGET.fullmatch(target)
     if not m:
-        raise UsageError(f"--to '{target[:80]}': expected ENDPOINT or ENDPOINT:PORT/PROTO (like cameras:554/tcp)")
+        raise UsageError(
+            f"--to '{target[:80]}': expected ENDPOINT or ENDPOINT:PORT/PROTO (like cameras:554/tcp)"
+        )
     src, dst = resolve(policy, source), resolve(policy, m["ep"])
     known = "a host, a VLAN, gateway, wan, hub.bridge, hub.management or an IPv4 address"
     for flag, word, ep in (("--from", source, src), ("--to", m["ep"], dst)):
@@ -67,7 +69,9 @@ def explain_flow(policy: Policy, source: str, target: str) -> dict[str, Any]:
 
 def format_flow(doc: dict[str, Any]) -> str:
     if doc["rule"] is None:
-        return f"drop: {doc['from']} -> {doc['to']}: default deny (no flow in network.yaml admits it)"
+        return (
+            f"drop: {doc['from']} -> {doc['to']}: default deny (no flow in network.yaml admits it)"
+        )
     r = doc["rule"]
     service = f", service: {r['service']}" if r["service"] else ""
     return (

@@ -45,21 +45,56 @@ def _lo_up() -> None:
             ipr.link("set", index=idx[0], state="up")
 
 
-def _enter(name: str) -> None:
+def enter(name: str, resolv_conf: str | None = None) -> None:
     _netns.setns(name, flags=0)
+    if resolv_conf:
+        _private_resolv_conf(resolv_conf)
 
 
-def popen(name: str, argv: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
-    """Start `argv` inside namespace `name`."""
-    return subprocess.Popen(list(argv), preexec_fn=lambda: _enter(name), **kw)  # noqa: PLW1509
+_CLONE_NEWNS = 0x00020000
+_MS_REC, _MS_PRIVATE, _MS_BIND = 0x4000, 0x40000, 0x1000
 
 
-def run(name: str, argv: Sequence[str], *, timeout: float = 30, check: bool = False,
-        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _private_resolv_conf(path: str) -> None:
+    """Give this process its own mount namespace in which /etc/resolv.conf is `path`.
+
+    What `ip netns exec` does with /etc/netns/NAME/resolv.conf: a process in a lab gateway must
+    resolve through the gateway's own resolver, not the host's.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "making / private failed")
+    if libc.mount(path.encode(), b"/etc/resolv.conf", None, _MS_BIND, None) != 0:
+        raise OSError(ctypes.get_errno(), f"bind-mounting {path} on /etc/resolv.conf failed")
+
+
+def popen(
+    name: str, argv: Sequence[str], *, resolv_conf: str | None = None, **kw: Any
+) -> subprocess.Popen[bytes]:
+    """Start `argv` inside namespace `name` (optionally with its own /etc/resolv.conf)."""
+    return subprocess.Popen(list(argv), preexec_fn=lambda: enter(name, resolv_conf), **kw)  # noqa: PLW1509
+
+
+def run(
+    name: str,
+    argv: Sequence[str],
+    *,
+    timeout: float = 30,
+    check: bool = False,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run `argv` inside namespace `name` and wait for it."""
-    return subprocess.run(  # noqa: PLW1509
-        list(argv), preexec_fn=lambda: _enter(name), capture_output=True, timeout=timeout,
-        check=check, input=input,
+    return subprocess.run(
+        list(argv),
+        preexec_fn=lambda: enter(name),
+        capture_output=True,
+        timeout=timeout,
+        check=check,
+        input=input,
     )
 
 
@@ -76,7 +111,7 @@ def with_ns(name: str, fn: Callable[[], T]) -> T:
 
     def target() -> None:
         try:
-            _enter(name)
+            enter(name)
             child.send((True, fn()))
         except BaseException as e:  # the parent re-raises it
             child.send((False, e))

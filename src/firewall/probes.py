@@ -38,11 +38,20 @@ def _rep(policy: Policy, word: str, peer_vlan: str | None) -> dict[str, Any]:
         addr = policy.vlans[peer_vlan].gateway if peer_vlan else None
         return {"name": GATEWAY, "vlan": peer_vlan, "address": addr}
     if word == HUB_BRIDGE:
-        return {"name": HUB_BRIDGE, "vlan": None, "address": _ip(policy.site.hub.bridge.address),
-                "hostname": policy.site.hub.bridge.address}
+        return {
+            "name": HUB_BRIDGE,
+            "vlan": None,
+            "address": _ip(policy.site.hub.bridge.address),
+            "hostname": policy.site.hub.bridge.address,
+        }
     if word == HUB_MANAGEMENT:
         m = policy.site.hub.management[0]
-        return {"name": HUB_MANAGEMENT, "vlan": None, "address": _ip(m.address), "hostname": m.address}
+        return {
+            "name": HUB_MANAGEMENT,
+            "vlan": None,
+            "address": _ip(m.address),
+            "hostname": m.address,
+        }
     return {"name": word, "vlan": None, "address": None}
 
 
@@ -64,14 +73,17 @@ def _ep(policy: Policy, d: dict[str, Any]) -> Endpoint:
         return Endpoint(d["name"], d["name"])
     if d["vlan"] is None:
         return Endpoint("wan", WAN)
-    kind = "host" if d["name"] in policy.hosts else "address"
-    return Endpoint(kind, d["name"], d["vlan"], d["address"])
+    if d["name"] in policy.hosts:
+        return Endpoint("host", d["name"], d["vlan"], d["address"])
+    return Endpoint("address", d["name"], d["vlan"], d["address"])
 
 
 def compile_probes(policy: Policy) -> list[dict[str, Any]]:
     probes: list[dict[str, Any]] = []
 
-    def add(src: dict[str, Any], dst: dict[str, Any], port: int, proto: str, why: str, dst_class: str) -> None:
+    def add(
+        src: dict[str, Any], dst: dict[str, Any], port: int, proto: str, why: str, dst_class: str
+    ) -> None:
         verdict = decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto))
         src_class = src["vlan"] if src["name"] != GATEWAY else GATEWAY
         probes.append(
@@ -84,7 +96,9 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
                 "kind": _kind(port, proto),
                 "expect": verdict.verdict,
                 "flow": verdict.flow,
-                "counter": None if verdict.verdict == "accept" else drop_counter_for(policy, src_class, dst_class),
+                "counter": None
+                if verdict.verdict == "accept"
+                else drop_counter_for(policy, src_class, dst_class),
                 "why": why,
             }
         )
@@ -95,33 +109,75 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
         for port, proto in flow_ports(policy, f):
             add(src, dst, port, proto, f"flows[{i}] must pass", _dst_class(dst))
 
-    gw_ports = sorted({pp for f in policy.network.flows if f.to == GATEWAY for pp in flow_ports(policy, f)})
+    gw_ports = sorted(
+        {pp for f in policy.network.flows if f.to == GATEWAY for pp in flow_ports(policy, f)}
+    )
     wan = {"name": WAN, "vlan": None, "address": None}
     for v in policy.network.vlans:
         src = _rep(policy, v.name, None)
         for port, proto in PROBE_PORTS:
-            if decide(policy, _ep(policy, src), Endpoint("wan", WAN), (port, proto)).verdict == "drop":
-                add(src, wan, port, proto, f"VLAN {v.name} must not reach the Internet on this port", WAN)
+            if (
+                decide(policy, _ep(policy, src), Endpoint("wan", WAN), (port, proto)).verdict
+                == "drop"
+            ):
+                add(
+                    src,
+                    wan,
+                    port,
+                    proto,
+                    f"VLAN {v.name} must not reach the Internet on this port",
+                    WAN,
+                )
                 break
         if v.name in policy.network.dns.sinkhole:
-            resolver = {"name": "outside-resolver", "vlan": None,
-                        "address": policy.network.wan.resolvers[0] if policy.network.wan.resolvers else None}
-            add(src, resolver, 53, "udp", f"sinkhole VLAN {v.name} must not reach an outside resolver", WAN)
+            resolver = {
+                "name": "outside-resolver",
+                "vlan": None,
+                "address": policy.network.wan.resolvers[0]
+                if policy.network.wan.resolvers
+                else None,
+            }
+            add(
+                src,
+                resolver,
+                53,
+                "udp",
+                f"sinkhole VLAN {v.name} must not reach an outside resolver",
+                WAN,
+            )
         gw = _rep(policy, GATEWAY, v.name)
         for port, proto in gw_ports:
             if decide(policy, _ep(policy, src), _ep(policy, gw), (port, proto)).verdict == "drop":
-                add(src, gw, port, proto, f"VLAN {v.name} is not allowed this gateway port", GATEWAY)
+                add(
+                    src, gw, port, proto, f"VLAN {v.name} is not allowed this gateway port", GATEWAY
+                )
         for other in policy.network.vlans:
             if other.name == v.name:
                 continue
             dst = _rep(policy, other.name, None)
             for port, proto in PROBE_PORTS:
-                if decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto)).verdict == "drop":
-                    add(src, dst, port, proto, f"VLAN {v.name} must not reach VLAN {other.name} on this port", other.name)
+                if (
+                    decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto)).verdict
+                    == "drop"
+                ):
+                    add(
+                        src,
+                        dst,
+                        port,
+                        proto,
+                        f"VLAN {v.name} must not reach VLAN {other.name} on this port",
+                        other.name,
+                    )
                     break
     gw_src = {"name": GATEWAY, "vlan": None, "address": None}
-    add(gw_src, {"name": "phone-home", "vlan": None, "address": None}, 443, "tcp",
-        "the gateway's own egress is allowlisted: hub and management only", WAN)
+    add(
+        gw_src,
+        {"name": "phone-home", "vlan": None, "address": None},
+        443,
+        "tcp",
+        "the gateway's own egress is allowlisted: hub and management only",
+        WAN,
+    )
     return probes
 
 
@@ -132,4 +188,6 @@ def _dst_class(dst: dict[str, Any]) -> str:
 
 
 def render_probes(policy: Policy) -> bytes:
-    return (json.dumps({"site": policy.site.site.id, "probes": compile_probes(policy)}, indent=2) + "\n").encode()
+    return (
+        json.dumps({"site": policy.site.site.id, "probes": compile_probes(policy)}, indent=2) + "\n"
+    ).encode()

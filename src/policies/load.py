@@ -18,7 +18,11 @@ from policies.model import Host, MqttFile, NetworkFile, SiteFile, Vlan
 from policies.signers import Signer, parse_signers
 from policies.yamlsrc import Source, load_yaml
 
-FILES: dict[str, type[BaseModel]] = {"site.yaml": SiteFile, "network.yaml": NetworkFile, "mqtt.yaml": MqttFile}
+FILES: dict[str, type[BaseModel]] = {
+    "site.yaml": SiteFile,
+    "network.yaml": NetworkFile,
+    "mqtt.yaml": MqttFile,
+}
 SIGNERS = "allowed_signers"
 
 
@@ -83,7 +87,9 @@ def load_policy(repo: str | Path, *, require_signers: bool = False) -> Policy:
 
     if errors or len(parsed) < len(FILES):
         raise PolicyError(errors)
-    policy = Policy(parsed["site.yaml"], parsed["network.yaml"], parsed["mqtt.yaml"], tuple(signers), sources)
+    policy = Policy(
+        parsed["site.yaml"], parsed["network.yaml"], parsed["mqtt.yaml"], tuple(signers), sources
+    )
     problems = validate_policy(policy)
     hard = [d for d in problems if not d.warning]
     if hard:
@@ -130,7 +136,11 @@ def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseMo
             if isinstance(cand, type) and issubclass(cand, BaseModel):
                 current = cand
                 break
-            inner = [a for a in getattr(cand, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            inner = [
+                a
+                for a in getattr(cand, "__args__", ())
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
             if inner:
                 current = inner[0]
                 break
@@ -149,8 +159,18 @@ def _diagnostics(err: ValidationError, src: Source, model: type[BaseModel]) -> l
             owner = _model_at(model, loc[:-1])
             allowed = [f.alias or n for n, f in owner.model_fields.items()] if owner else []
             near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else (f"; expected one of: {', '.join(allowed)}" if allowed else "")
-            out.append(src.diag(loc, f"unknown key '{str(loc[-1])[:64]}' in {_loc_text(loc[:-1]) or 'the file'}{hint}", key=True))
+            hint = (
+                f"; did you mean '{near[0]}'?"
+                if near
+                else (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+            )
+            out.append(
+                src.diag(
+                    loc,
+                    f"unknown key '{str(loc[-1])[:64]}' in {_loc_text(loc[:-1]) or 'the file'}{hint}",
+                    key=True,
+                )
+            )
         elif kind == "missing":
             out.append(src.diag(loc[:-1], f"{_loc_text(loc)}: missing required key '{loc[-1]}'"))
         else:

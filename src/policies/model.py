@@ -39,12 +39,16 @@ class Strict(BaseModel):
 
 
 class SiteInfo(Strict):
-    id: SiteId = Field(description="Short stable id: [a-z0-9-], 1..32 chars; used in names and prefixes.")
+    id: SiteId = Field(
+        description="Short stable id: [a-z0-9-], 1..32 chars; used in names and prefixes."
+    )
     name: FreeText = Field(description="Human name of the site, shown in the console.")
 
 
 class Tls(Strict):
-    cafile: AbsPath = Field(description="CA that signed the hub's certificate (the only CA trusted).")
+    cafile: AbsPath = Field(
+        description="CA that signed the hub's certificate (the only CA trusted)."
+    )
     certfile: AbsPath = Field(description="The Cell's client certificate, presented to the hub.")
     keyfile: AbsPath = Field(description="The private key of `certfile`.")
 
@@ -55,33 +59,50 @@ class Endpoint(Strict):
 
 
 class BridgeEndpoint(Endpoint):
-    tls: Tls | None = Field(default=None, description="Mutual TLS to the hub; required unless `insecure`.")
-    insecure: bool = Field(default=False, description="Bridge without TLS. Validation warns; never on a real site.")
-    remote_prefix: TopicPrefix = Field(description="Prepended at the hub to topics going up; stripped coming down.")
+    tls: Tls | None = Field(
+        default=None, description="Mutual TLS to the hub; required unless `insecure`."
+    )
+    insecure: bool = Field(
+        default=False, description="Bridge without TLS. Validation warns; never on a real site."
+    )
+    remote_prefix: TopicPrefix = Field(
+        description="Prepended at the hub to topics going up; stripped coming down."
+    )
 
     @model_validator(mode="after")
     def _tls_or_insecure(self) -> BridgeEndpoint:
         if self.tls is None and not self.insecure:
-            raise ValueError("the bridge needs `tls: {cafile, certfile, keyfile}` (or `insecure: true`, not advised)")
+            raise ValueError(
+                "the bridge needs `tls: {cafile, certfile, keyfile}` (or `insecure: true`, not advised)"
+            )
         return self
 
 
 class Drift(Strict):
     mode: Literal["alert", "reconcile"] = Field(
-        default="alert", description="On drift: only alert (default), or re-apply the applied commit."
+        default="alert",
+        description="On drift: only alert (default), or re-apply the applied commit.",
     )
-    interval: Duration = Field(default="60s", description="Period of the full comparison behind the event watchers.")
+    interval: Duration = Field(
+        default="60s", description="Period of the full comparison behind the event watchers."
+    )
 
 
 class Hub(Strict):
     bridge: BridgeEndpoint = Field(description="The one MQTT bridge to the central hub.")
-    management: list[Endpoint] = Field(default=[], description="Device-management endpoints (HTTPS).")
+    management: list[Endpoint] = Field(
+        default=[], description="Device-management endpoints (HTTPS)."
+    )
 
 
 class SiteFile(Strict):
     site: SiteInfo = Field(description="Who the site is.")
-    hub: Hub = Field(description="The hub's bridge and management endpoints: the only places the Cell talks to.")
-    drift: Drift = Field(default=Drift(), description="What the drift watcher does when live differs from applied.")
+    hub: Hub = Field(
+        description="The hub's bridge and management endpoints: the only places the Cell talks to."
+    )
+    drift: Drift = Field(
+        default=Drift(), description="What the drift watcher does when live differs from applied."
+    )
 
 
 # --- network.yaml -----------------------------------------------------------------------------
@@ -90,7 +111,8 @@ class SiteFile(Strict):
 class Wan(Strict):
     interface: IfName = Field(description="The Internet-facing interface.")
     resolvers: list[IPv4] = Field(
-        default=[], description="Upstream DNS servers for the Cell's own lookups; when empty, any WAN address on 53."
+        default=[],
+        description="Upstream DNS servers for the Cell's own lookups; when empty, any WAN address on 53.",
     )
 
 
@@ -100,7 +122,9 @@ class Vlan(Strict):
     interface: IfName = Field(description="The Cell's interface on this VLAN (e.g. eth0.10).")
     subnet: IPv4Net = Field(description="The VLAN's IPv4 subnet (host bits zero).")
     gateway: IPv4 = Field(description="The Cell's address on this VLAN; inside `subnet`.")
-    internet: bool = Field(default=True, description="false: no flow from this VLAN may leave the site.")
+    internet: bool = Field(
+        default=True, description="false: no flow from this VLAN may leave the site."
+    )
 
 
 class Host(Strict):
@@ -111,22 +135,31 @@ class Host(Strict):
 
 class Flow(Strict):
     source: str = Field(alias="from", max_length=64, description="VLAN, host, or `gateway`.")
-    to: str = Field(max_length=64, description="VLAN, host, `gateway`, `wan`, `hub.bridge` or `hub.management`.")
+    to: str = Field(
+        max_length=64, description="VLAN, host, `gateway`, `wan`, `hub.bridge` or `hub.management`."
+    )
     service: Name | None = Field(
-        default=None, description="A key of `services`; omitted for `hub.*`, whose port is in site.yaml."
+        default=None,
+        description="A key of `services`; omitted for `hub.*`, whose port is in site.yaml.",
     )
 
 
 class Dns(Strict):
-    sinkhole: list[Name] = Field(default=[], description="VLANs whose every query is answered locally.")
-    local_names: dict[Hostname, IPv4] = Field(default={}, description="Names the sinkhole answers with an address.")
+    sinkhole: list[Name] = Field(
+        default=[], description="VLANs whose every query is answered locally."
+    )
+    local_names: dict[Hostname, IPv4] = Field(
+        default={}, description="Names the sinkhole answers with an address."
+    )
 
 
 class CaptureWan(Strict):
     enabled: bool = Field(default=False, description="Keep a rolling capture of WAN egress.")
     retention: Duration = Field(default="24h", description="How long capture files are kept.")
     rotate: Duration = Field(default="1h", description="How often a new capture file is started.")
-    max_disk: Size = Field(default="2GiB", description="Disk cap for the ring; the oldest files go first.")
+    max_disk: Size = Field(
+        default="2GiB", description="Disk cap for the ring; the oldest files go first."
+    )
 
 
 class Capture(Strict):
@@ -137,8 +170,12 @@ class NetworkFile(Strict):
     wan: Wan = Field(description="The Internet side of the Cell.")
     vlans: list[Vlan] = Field(min_length=1, description="The site's VLANs.")
     hosts: list[Host] = Field(default=[], description="Named hosts; an address per host.")
-    services: dict[Name, list[PortProto]] = Field(default={}, description="Service name -> list of PORT/PROTO.")
-    flows: list[Flow] = Field(default=[], description="Connections that may be opened; everything else is dropped.")
+    services: dict[Name, list[PortProto]] = Field(
+        default={}, description="Service name -> list of PORT/PROTO."
+    )
+    flows: list[Flow] = Field(
+        default=[], description="Connections that may be opened; everything else is dropped."
+    )
     dns: Dns = Field(default=Dns(), description="The DNS sinkhole.")
     capture: Capture = Field(default=Capture(), description="Packet capture for incident response.")
 
@@ -150,21 +187,33 @@ Direction = Literal["up", "down", "local", "never"]
 
 class BridgeSettings(Strict):
     name: Name = Field(description="The bridge connection's name.")
-    default: Literal["local", "never"] = Field(default="local", description="Direction of topics no rule matches.")
+    default: Literal["local", "never"] = Field(
+        default="local", description="Direction of topics no rule matches."
+    )
 
 
 class TopicRule(Strict):
-    pattern: TopicFilter = Field(description="MQTT topic filter ('+' a whole level, '#' only last).")
-    direction: Direction = Field(description="up (↑hub), down (↓hub), local (✗ stays local), never (✗ never bridged).")
+    pattern: TopicFilter = Field(
+        description="MQTT topic filter ('+' a whole level, '#' only last)."
+    )
+    direction: Direction = Field(
+        description="up (↑hub), down (↓hub), local (✗ stays local), never (✗ never bridged)."
+    )
     qos: Literal[0, 1, 2] = Field(default=1, description="QoS on the bridge for up/down rules.")
-    tier: Literal[1, 2, 3] | None = Field(default=None, description="Data tier; tier 1 must be never or local.")
+    tier: Literal[1, 2, 3] | None = Field(
+        default=None, description="Data tier; tier 1 must be never or local."
+    )
     reason: FreeText | None = Field(default=None, description="Why, shown to operators.")
 
 
 class Client(Strict):
-    username: Username = Field(description="Login of a local client; anonymous clients are refused.")
+    username: Username = Field(
+        description="Login of a local client; anonymous clients are refused."
+    )
     publish: list[TopicFilter] = Field(default=[], description="Filters the client may publish to.")
-    subscribe: list[TopicFilter] = Field(default=[], description="Filters the client may subscribe to.")
+    subscribe: list[TopicFilter] = Field(
+        default=[], description="Filters the client may subscribe to."
+    )
 
 
 class Listener(Strict):

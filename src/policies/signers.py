@@ -25,7 +25,9 @@ KEY_TYPES = frozenset(
         "sk-ecdsa-sha2-nistp256@openssh.com",
     }
 )
-_OPTION = re.compile(r'(cert-authority|namespaces="[^"\n]*"|valid-after="?[0-9TZ]+"?|valid-before="?[0-9TZ]+"?)')
+_OPTION = re.compile(
+    r'(cert-authority|namespaces="[^"\n]*"|valid-after="?[0-9TZ]+"?|valid-before="?[0-9TZ]+"?)'
+)
 _PRINCIPAL = re.compile(r"[A-Za-z0-9_.@+*?-]+")
 
 
@@ -51,7 +53,9 @@ def parse_signers(text: bytes, file: str) -> tuple[list[Signer], list[Diagnostic
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
-        return [], [Diagnostic(file, 1, 1, "not UTF-8 text (expected OpenSSH allowed_signers lines)")]
+        return [], [
+            Diagnostic(file, 1, 1, "not UTF-8 text (expected OpenSSH allowed_signers lines)")
+        ]
     for lineno, raw in enumerate(decoded.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -63,7 +67,11 @@ def parse_signers(text: bytes, file: str) -> tuple[list[Signer], list[Diagnostic
         elif signer:
             signers.append(signer)
     if not signers and not errors:
-        errors.append(Diagnostic(file, 1, 1, "no signers: list at least one operator key (PRINCIPAL KEYTYPE KEY)"))
+        errors.append(
+            Diagnostic(
+                file, 1, 1, "no signers: list at least one operator key (PRINCIPAL KEYTYPE KEY)"
+            )
+        )
     return signers, errors
 
 
@@ -72,14 +80,20 @@ def _parse_line(line: str, lineno: int) -> tuple[Signer | None, str | None]:
         return None, "line is not an allowed_signers entry (NUL byte or over 16 KiB)"
     principals, _, rest = line.partition(" ")
     if not all(_PRINCIPAL.fullmatch(p) for p in principals.split(",")):
-        return None, f"bad principals {principals[:60]!r}: expected comma-separated names like ana@example.eu"
+        return (
+            None,
+            f"bad principals {principals[:60]!r}: expected comma-separated names like ana@example.eu",
+        )
     options: list[str] = []
     rest = rest.lstrip()
     while rest and rest.split(" ", 1)[0] not in KEY_TYPES:
         m = _OPTION.match(rest)
         if not m:
             word = rest.split(" ", 1)[0][:40]
-            return None, f"unknown key type or option {word!r}: expected one of {', '.join(sorted(KEY_TYPES))}"
+            return (
+                None,
+                f"unknown key type or option {word!r}: expected one of {', '.join(sorted(KEY_TYPES))}",
+            )
         options.append(m.group())
         rest = rest[m.end() :].lstrip(", ")
     parts = rest.split()

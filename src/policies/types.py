@@ -54,7 +54,9 @@ def _ipv4_net(value: str) -> str:
         raise ValueError(f"{value[:40]!r} is not an IPv4 subnet like 10.10.0.0/24 ({e})") from None
 
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
 
 
 def _host_or_ip(value: str) -> str:
@@ -63,13 +65,17 @@ def _host_or_ip(value: str) -> str:
     except ValueError:
         pass
     if not _HOSTNAME.fullmatch(value) or value.replace(".", "").isdigit():
-        raise ValueError(f"{value[:40]!r} is neither an IPv4 address nor a DNS hostname (like hub.example.eu)")
+        raise ValueError(
+            f"{value[:40]!r} is neither an IPv4 address nor a DNS hostname (like hub.example.eu)"
+        )
     return value
 
 
 def _hostname(value: str) -> str:
     if not _HOSTNAME.fullmatch(value):
-        raise ValueError(f"{value[:40]!r} is not a DNS name (lowercase labels a-z, 0-9, '-', dot-separated)")
+        raise ValueError(
+            f"{value[:40]!r} is not a DNS name (lowercase labels a-z, 0-9, '-', dot-separated)"
+        )
     return value
 
 
@@ -94,34 +100,47 @@ def _prefix(value: str) -> str:
 def _abs_path(value: str) -> str:
     _safe(value)
     if not value.startswith("/") or "/../" in value + "/":
-        raise ValueError(f"{value[:60]!r} must be an absolute path without '..' (like /etc/cell/tls/hub-ca.pem)")
+        raise ValueError(
+            f"{value[:60]!r} must be an absolute path without '..' (like /etc/cell/tls/hub-ca.pem)"
+        )
     return value
 
 
 def _port_proto(value: str) -> str:
     m = re.fullmatch(r"(\d{1,5})/(tcp|udp)", value)
     if not m or not 1 <= int(m.group(1)) <= 65535:
-        raise ValueError(f"{value[:40]!r} is not PORT/PROTO with PORT 1..65535 and PROTO tcp or udp (like 554/tcp)")
+        raise ValueError(
+            f"{value[:40]!r} is not PORT/PROTO with PORT 1..65535 and PROTO tcp or udp (like 554/tcp)"
+        )
     return value
 
 
 def _free_text(value: str) -> str:
     bad = re.search(r"[\x00-\x1f\x7f]", value)
     if bad:
-        raise ValueError(f"control character {bad.group()!r} at offset {bad.start()} (text must be one line)")
+        raise ValueError(
+            f"control character {bad.group()!r} at offset {bad.start()} (text must be one line)"
+        )
     return value
 
 
-SiteId = Annotated[str, Field(max_length=32), _regex(r"[a-z0-9-]{1,32}", "site id ([a-z0-9-], 1..32 chars)")]
+SiteId = Annotated[
+    str, Field(max_length=32), _regex(r"[a-z0-9-]{1,32}", "site id ([a-z0-9-], 1..32 chars)")
+]
 Name = Annotated[
     str,
     Field(max_length=32),
-    _regex(r"[a-z][a-z0-9_-]{0,31}", "name (starts with a-z; then a-z, 0-9, '_' or '-'; at most 32)"),
+    _regex(
+        r"[a-z][a-z0-9_-]{0,31}", "name (starts with a-z; then a-z, 0-9, '_' or '-'; at most 32)"
+    ),
 ]
 Username = Annotated[
     str,
     Field(max_length=64),
-    _regex(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", "username (letters, digits, '_', '.', '@', '-'; at most 64)"),
+    _regex(
+        r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}",
+        "username (letters, digits, '_', '.', '@', '-'; at most 64)",
+    ),
 ]
 IfName = Annotated[
     str,
@@ -138,9 +157,13 @@ TopicFilter = Annotated[str, Field(max_length=1024), AfterValidator(_topic_filte
 TopicPrefix = Annotated[str, Field(max_length=256), AfterValidator(_prefix)]
 AbsPath = Annotated[str, Field(max_length=1024), AfterValidator(_abs_path)]
 FreeText = Annotated[str, Field(max_length=200), AfterValidator(_free_text)]
-Duration = Annotated[str, Field(max_length=12), _regex(r"[1-9][0-9]{0,6}[smhd]", "duration (like 30m, 1h, 24h, 7d)")]
+Duration = Annotated[
+    str, Field(max_length=12), _regex(r"[1-9][0-9]{0,6}[smhd]", "duration (like 30m, 1h, 24h, 7d)")
+]
 Size = Annotated[
-    str, Field(max_length=12), _regex(r"[1-9][0-9]{0,6}(B|KiB|MiB|GiB|TiB)", "size (like 500MiB or 2GiB)")
+    str,
+    Field(max_length=12),
+    _regex(r"[1-9][0-9]{0,6}(B|KiB|MiB|GiB|TiB)", "size (like 500MiB or 2GiB)"),
 ]
 
 
@@ -154,4 +177,7 @@ def size_bytes(value: str) -> int:
     num = re.match(r"\d+", value)
     assert num is not None
     unit = value[num.end() :]
-    return int(num.group()) * {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+    return (
+        int(num.group())
+        * {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+    )

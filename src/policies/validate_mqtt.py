@@ -29,14 +29,29 @@ def validate_mqtt(p: Policy) -> list[Diagnostic]:
     for i, r in enumerate(rules):
         at = ("topics", i)
         if r.pattern in first:
-            out.append(src.diag((*at, "pattern"), f"duplicate rule for '{r.pattern}' (first at {_where(p, first[r.pattern])})"))
+            out.append(
+                src.diag(
+                    (*at, "pattern"),
+                    f"duplicate rule for '{r.pattern}' (first at {_where(p, first[r.pattern])})",
+                )
+            )
             continue
         first[r.pattern] = i
         if r.tier == 1 and r.direction in BRIDGED:
-            out.append(src.diag((*at, "direction"), f"'{r.pattern}' is tier 1 (raw video, audio, imagery): direction must be never or local, not {r.direction}"))
+            out.append(
+                src.diag(
+                    (*at, "direction"),
+                    f"'{r.pattern}' is tier 1 (raw video, audio, imagery): direction must be never or local, not {r.direction}",
+                )
+            )
         if r.direction in BRIDGED and r.pattern.startswith("$"):
-            out.append(src.diag((*at, "pattern"), f"'{r.pattern}': broker-internal '$' topics are never bridged; use direction never"))
-    unique = [i for i in first.values()]
+            out.append(
+                src.diag(
+                    (*at, "pattern"),
+                    f"'{r.pattern}': broker-internal '$' topics are never bridged; use direction never",
+                )
+            )
+    unique = list(first.values())
     _overlaps(p, unique, {"never", "local"}, BRIDGED, out)
     _overlaps(p, unique, {"up"}, {"down"}, out)
     _clients(p, out)
@@ -52,7 +67,13 @@ def _label(r: TopicRule) -> str:
     return f"{r.direction} rule '{r.pattern}'"
 
 
-def _overlaps(p: Policy, idx: list[int], stored: set[str], queried: frozenset[str] | set[str], out: list[Diagnostic]) -> None:
+def _overlaps(
+    p: Policy,
+    idx: list[int],
+    stored: set[str],
+    queried: frozenset[str] | set[str],
+    out: list[Diagnostic],
+) -> None:
     rules = p.mqtt.topics
     trie: FilterTrie[int] = FilterTrie()
     for i in idx:
@@ -85,10 +106,19 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
     for ci, c in enumerate(p.mqtt.clients):
         at = ("clients", ci)
         if c.username in RESERVED_USERS:
-            out.append(src.diag((*at, "username"), f"username '{c.username}' is reserved for the Cell's own monitor"))
+            out.append(
+                src.diag(
+                    (*at, "username"),
+                    f"username '{c.username}' is reserved for the Cell's own monitor",
+                )
+            )
         if c.username in seen:
             line, _ = src.at(("clients", seen[c.username]))
-            out.append(src.diag((*at, "username"), f"duplicate client '{c.username}' (first at line {line})"))
+            out.append(
+                src.diag(
+                    (*at, "username"), f"duplicate client '{c.username}' (first at line {line})"
+                )
+            )
         seen.setdefault(c.username, ci)
         for fi, f in enumerate(c.publish):
             for ri in down.intersecting(f):

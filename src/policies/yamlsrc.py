@@ -45,26 +45,40 @@ class Source:
                 return (1, 1)
             path = path[:-1]
 
-    def diag(self, path: Path, message: str, *, key: bool = False, warning: bool = False) -> Diagnostic:
+    def diag(
+        self, path: Path, message: str, *, key: bool = False, warning: bool = False
+    ) -> Diagnostic:
         line, col = self.at(path, key=key)
         return Diagnostic(self.file, line, col, message, warning)
 
 
 _SCALAR = yaml.constructor.SafeConstructor()
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+# The constructor's int and bool readers are slow enough to matter for a 1,000-camera site;
+# these cover the plain spellings, and anything else falls back to PyYAML.
+_FAST: dict[str, Any] = {
+    "tag:yaml.org,2002:int": lambda v: int(v, 10),
+    "tag:yaml.org,2002:bool": lambda v: _BOOLS[v.lower()],
+    "tag:yaml.org,2002:null": lambda v: None,
+}
 
 
 def load_yaml(text: bytes, file: str) -> tuple[Any, Source]:
     """Parse one YAML document. Raises `PolicyError` with a position for anything unreadable."""
     src = Source(file)
     if len(text) > MAX_FILE_BYTES:
-        raise PolicyError([Diagnostic(file, 1, 1, f"file is {len(text)} bytes; the limit is {MAX_FILE_BYTES}")])
+        raise PolicyError(
+            [Diagnostic(file, 1, 1, f"file is {len(text)} bytes; the limit is {MAX_FILE_BYTES}")]
+        )
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as e:
         before = text[: e.start]
         line = before.count(b"\n") + 1
         col = e.start - (before.rfind(b"\n") + 1) + 1
-        raise PolicyError([Diagnostic(file, line, col, "not UTF-8 text (is this a YAML file?)")]) from None
+        raise PolicyError(
+            [Diagnostic(file, line, col, "not UTF-8 text (is this a YAML file?)")]
+        ) from None
     if "\x00" in decoded:
         i = decoded.index("\x00")
         line = decoded.count("\n", 0, i) + 1
@@ -109,13 +123,23 @@ class _Walker:
                 if key in out:
                     self.errors.append(self._diag(knode, f"duplicate key '{key[:64]}'"))
                     continue
-                self.src.keys[(*path, key)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+                self.src.keys[(*path, key)] = (
+                    knode.start_mark.line + 1,
+                    knode.start_mark.column + 1,
+                )
                 out[key] = self.convert(vnode, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(v, (*path, i)) for i, v in enumerate(node.value)]
-        if node.tag == "tag:yaml.org,2002:str":
+        tag = node.tag
+        if tag == "tag:yaml.org,2002:str":
             return node.value
+        fast = _FAST.get(tag)
+        if fast is not None:
+            try:
+                return fast(node.value)
+            except (ValueError, KeyError):
+                pass  # unusual spellings (0x1F, 1_000, 0o17): let PyYAML read them
         try:
             return _SCALAR.construct_object(node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:

@@ -1,0 +1,88 @@
+"""Broker control: start, reload or restart mosquitto with the rendered files, doing the least
+disruptive thing that is still correct.
+
+mosquitto 2.0 re-reads its ACL and password files on SIGHUP but cannot reload a bridge (or a
+listener), so a change to `mosquitto.conf` or `conf.d/bridge.conf` means a restart, a change to
+only `acl` or `passwd` means a reload, and no change means nothing. The caller is told which.
+
+How processes are started (in which network namespace, with which resolver) is not this module's
+business: it goes through a `Runner`, the seam that the appliance fills and unit tests fake.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from policies.errors import CellError
+
+Action = Literal["unchanged", "started", "reloaded", "restarted"]
+RESTART_FILES = ("mosquitto/mosquitto.conf", "mosquitto/conf.d/bridge.conf")
+RELOAD_FILES = ("mosquitto/acl", "mosquitto/passwd")
+
+
+class BrokerError(CellError):
+    """mosquitto did not start, or did not accept its config. Carries the log's last lines."""
+
+    exit_code = 1
+
+
+class Runner(Protocol):
+    def start(self, argv: list[str], pidfile: Path, log: Path) -> int: ...
+    def stop(self, pidfile: Path) -> None: ...
+    def hup(self, pidfile: Path) -> bool: ...
+    def running(self, pidfile: Path) -> bool: ...
+    def connectable(self, port: int) -> bool: ...
+    def tail(self, log: Path) -> str: ...
+
+
+@dataclass
+class Broker:
+    runner: Runner
+    conf: Path
+    pidfile: Path
+    log: Path
+    port: int
+
+    def start(self, timeout: float = 5.0) -> None:
+        self.runner.start(["mosquitto", "-c", str(self.conf)], self.pidfile, self.log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.runner.running(self.pidfile):
+                break
+            if self.runner.connectable(self.port):
+                return
+            time.sleep(0.02)
+        self.runner.stop(self.pidfile)
+        raise BrokerError(
+            f"mosquitto did not come up with {self.conf}:\n{self.runner.tail(self.log)}"
+        )
+
+    def stop(self) -> None:
+        self.runner.stop(self.pidfile)
+
+    def update(self, changed: set[str]) -> Action:
+        """Bring the running broker in line with files that changed (relative names)."""
+        if not self.runner.running(self.pidfile):
+            self.start()
+            return "started"
+        if changed & set(RESTART_FILES):
+            self.stop()
+            self.start()
+            return "restarted"
+        if changed & set(RELOAD_FILES):
+            self.runner.hup(self.pidfile)
+            return "reloaded"
+        return "unchanged"
+
+
+def local_connectable(port: int, host: str = "127.0.0.1") -> bool:
+    """Can a TCP connection be opened to `host:port` from the calling namespace?"""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False

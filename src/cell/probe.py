@@ -1,0 +1,232 @@
+"""`cell probe`: run the expected-flow matrix (probes.json) with real packets.
+
+Each probe is sent from inside the namespace of its source, bound to the source's address: a TCP
+connect, a UDP exchange or a DNS query. An allowed flow must get an answer. A dropped flow must get
+no answer *and* its named drop counter must rise: a timeout alone proves nothing (the target might
+simply be down), while the counter proves the Cell's firewall saw the packet and dropped it.
+Because the counter is the proof, a drop is confirmed as soon as it rises; no waiting out timeouts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from firewall import apply as fw
+from firewall import netns as ns
+
+TIMEOUT = 2.0
+GRACE = 0.15  # after the counter rises, how long we still listen for a (leaked) answer
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where probes run: the gateway namespace, a namespace per VLAN, and outside addresses."""
+
+    gateway: str
+    vlans: dict[str, str]
+    outside: dict[str, Any]
+
+
+def _dns_query(name: str) -> bytes:
+    header = struct.pack(">HHHHHH", 0x4345, 0x0100, 1, 0, 0, 0)
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+    return header + qname + struct.pack(">HH", 1, 1)
+
+
+def _first_a(reply: bytes) -> str | None:
+    """The first A record of a DNS reply (enough for the hub names the gateway resolves)."""
+    (qd, an) = struct.unpack(">HH", reply[4:8])
+    i = 12
+    for _ in range(qd):
+        while reply[i]:
+            i += reply[i] + 1
+        i += 5
+    for _ in range(an):
+        i += 2 if reply[i] & 0xC0 == 0xC0 else reply.index(0, i) - i + 1
+        rtype, _, _, rdlen = struct.unpack(">HHIH", reply[i : i + 10])
+        i += 10
+        if rtype == 1 and rdlen == 4:
+            return socket.inet_ntoa(reply[i : i + 4])
+        i += rdlen
+    return None
+
+
+def resolve_via(server: str, name: str, timeout: float = 1.0) -> str | None:
+    """Ask `server` for `name`'s A record, as a client of the Cell's resolver would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(_dns_query(name), (server, 53))
+            return _first_a(s.recv(2048))
+        except (OSError, struct.error, IndexError, ValueError):
+            return None
+
+
+def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> str:
+    """Runs inside the source namespace. Returns what came back ('' for nothing).
+
+    A `dst` of `name:HOSTNAME` is first resolved through the gateway's own resolver (127.0.0.1),
+    like the bridge or the management agent would: the firewall admits only addresses that
+    resolver returned, so this probes the whole path, not just the rule.
+    """
+    if dst.startswith("name:"):
+        resolved = resolve_via("127.0.0.1", dst[5:])
+        if resolved is None:
+            return ""
+        dst = resolved
+    stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, stype) as s:
+        s.settimeout(timeout)
+        if src:
+            s.bind((src, 0))
+        try:
+            if kind == "tcp":
+                s.connect((dst, port))
+                return "connected"
+            s.connect((dst, port))
+            s.send(_dns_query("probe.cell.invalid") if kind == "dns" else b"cell-probe\n")
+            data = s.recv(2048)
+            return f"{'dns answer' if kind == 'dns' else 'udp reply'} ({len(data)} bytes)"
+        except ConnectionRefusedError:
+            return "refused (reached the target)"
+        except (TimeoutError, OSError):
+            return ""
+
+
+def _spawn(
+    netns: str, kind: str, src: str | None, dst: str, port: int
+) -> tuple[mp.process.BaseProcess, Any]:
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def target() -> None:
+        try:
+            ns.enter(netns)
+            child.send(_client(kind, src, dst, port, TIMEOUT))
+        except Exception as e:
+            child.send(f"error: {e}")
+
+    proc = ctx.Process(target=target, daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def _address(probe_end: dict[str, Any], env: Env, expect: str) -> str | None:
+    """The concrete address of a probe's target; outside ones come from the environment.
+
+    An allowed flow to `wan` goes to an ordinary Internet host; a flow that must be dropped goes to
+    the phone-home server, whose own connection log then shows any leak a second time.
+    """
+    if probe_end.get("address"):
+        return str(probe_end["address"])
+    if probe_end.get("hostname"):
+        return f"name:{probe_end['hostname']}"
+    name = probe_end["name"]
+    out = env.outside
+    if name == "wan" and expect == "accept":
+        key = "internet"
+    elif name == "outside-resolver":
+        key = "resolver"
+    elif name == "hub.bridge":
+        key = "hub"
+    elif name == "hub.management":
+        return str((out.get("management") or [""])[0]) or None
+    else:
+        key = "phone_home"
+    return str(out[key]) if out.get(key) else None
+
+
+def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
+    src, dst = probe["from"], probe["to"]
+    netns = env.gateway if src["name"] == "gateway" else env.vlans.get(src["vlan"], "")
+    dst_addr = _address(dst, env, probe["expect"])
+    label = {
+        "from": src["name"],
+        "to": f"{dst['name']}:{probe['port']}/{probe['proto']}",
+        "expect": probe["expect"],
+    }
+    if not netns or not dst_addr:
+        return {
+            **label,
+            "got": "not run",
+            "ok": False,
+            "evidence": "no namespace or address for this probe",
+        }
+    counter = probe.get("counter")
+    before = fw.read_counters(env.gateway).get(counter, 0) if counter else 0
+    t0 = time.monotonic()
+    proc, conn = _spawn(
+        netns,
+        probe["kind"],
+        src.get("address") if src["name"] != "gateway" else None,
+        dst_addr,
+        probe["port"],
+    )
+    answer, rose_at, after = "", None, before
+    while True:
+        if conn.poll(0.02):
+            answer = conn.recv()
+            break
+        if counter and rose_at is None:
+            after = fw.read_counters(env.gateway).get(counter, 0)
+            if after > before:
+                rose_at = time.monotonic()
+        if rose_at is not None and time.monotonic() - rose_at > GRACE:
+            break
+        if time.monotonic() - t0 > TIMEOUT + 0.5:
+            break
+    proc.kill()
+    proc.join()
+    ms = (time.monotonic() - t0) * 1000
+    if counter and rose_at is None:
+        after = fw.read_counters(env.gateway).get(counter, 0)
+    got = "accept" if answer and not answer.startswith("error") else "drop"
+    if probe["expect"] == "accept":
+        ok = got == "accept"
+        evidence = (
+            f"{answer} in {ms:.0f} ms"
+            if ok
+            else f"no answer in {ms:.0f} ms ({answer or 'timeout'})"
+        )
+    else:
+        rose = after - before
+        ok = got == "drop" and rose > 0
+        if got == "accept":
+            evidence = f"LEAK: {answer} in {ms:.0f} ms"
+        elif rose > 0:
+            evidence = f"no answer; counter {counter} +{rose}"
+        else:
+            evidence = f"no answer, but counter {counter} did not rise: not proof of a drop"
+    return {
+        **label,
+        "got": got,
+        "ok": ok,
+        "evidence": evidence,
+        "id": probe["id"],
+        "counter": counter,
+    }
+
+
+def run_probes(probes: list[dict[str, Any]], env: Env) -> dict[str, Any]:
+    results = [run_probe(p, env) for p in probes]
+    return {"ok": all(r["ok"] for r in results), "results": results}
+
+
+def format_results(doc: dict[str, Any]) -> str:
+    rows = [f"{'':2}{'from':<12} {'to':<28} {'expect':<7} {'got':<7} evidence"]
+    for r in doc["results"]:
+        mark = "✓" if r["ok"] else "✗"
+        rows.append(
+            f"{mark:2}{r['from']:<12} {r['to']:<28} {r['expect']:<7} {r['got']:<7} {r['evidence']}"
+        )
+    bad = sum(1 for r in doc["results"] if not r["ok"])
+    rows.append("")
+    rows.append(
+        f"{len(doc['results'])} flows probed: " + ("all hold" if not bad else f"{bad} MISBEHAVE")
+    )
+    return "\n".join(rows)

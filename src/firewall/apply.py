@@ -1,0 +1,214 @@
+"""Apply and read back Cell's nftables table through libnftables' JSON API. Thin: touches the kernel.
+
+One document, one transaction (firewalld's way): the rendered document deletes and re-adds only
+`table inet cell`, so either all of it is in force or, on any error, the old table stays exactly
+as it was; other tables are never named. A dry-run pass (`nft --check`) comes first.
+
+Hub sets filled at run time by dnsmasq (`nftset=`) would be emptied by the replace; their current
+elements are carried into the same transaction so the bridge does not lose its route to the hub.
+
+Everything runs in a child process that entered the target namespace (`firewall.netns.with_ns`),
+because libnftables' netlink socket binds to the namespace of the thread that opens it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import nftables
+
+from firewall import netns as ns
+from policies.errors import CellError
+
+FAMILY, TABLE = "inet", "cell"
+DYNAMIC_SETS = re.compile(r"hub_bridge|hub_mgmt_\d+")
+T = TypeVar("T")
+
+
+class FirewallError(CellError):
+    """nftables refused a check or an apply. `part` is the offending piece of the document."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, part: Any = None) -> None:
+        self.part = part
+        shown = f"\n  offending part: {json.dumps(part)[:600]}" if part is not None else ""
+        super().__init__(f"{message}{shown}")
+
+
+class _Nft(nftables.Nftables):  # type: ignore[misc]
+    """libnftables with dry-run, which the pip-nftables copy of the binding does not expose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_json_output(True)
+        self.set_handle_output(True)
+
+    def set_dry_run(self, on: bool) -> None:
+        lib = ctypes.CDLL("libnftables.so.1")
+        fn = lib.nft_ctx_set_dry_run
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+        fn(self._Nftables__ctx, on)
+
+
+def _in(netns: str | None, fn: Callable[[], T]) -> T:
+    return fn() if netns is None else ns.with_ns(netns, fn)
+
+
+def _run(doc: dict[str, Any], *, dry: bool) -> tuple[int, str]:
+    nft = _Nft()
+    nft.set_dry_run(dry)
+    rc, _, err = nft.json_cmd(doc)
+    return int(rc), str(err)
+
+
+def _offending(doc: dict[str, Any], err: str) -> Any:
+    """Best effort: the command of the document that the error text points at."""
+    cmds = doc.get("nftables", [])
+    for cmd in cmds:
+        for obj in cmd.values() if isinstance(cmd, dict) else ():
+            if not isinstance(obj, dict):
+                continue
+            for kind, body in obj.items():
+                name = body.get("name") if isinstance(body, dict) else None
+                if name and f"{kind} " in err and str(name) in err:
+                    return cmd
+    m = re.search(r"\b(?:index|command) (\d+)", err)
+    if m and int(m.group(1)) < len(cmds):
+        return cmds[int(m.group(1))]
+    return None
+
+
+def check(document: bytes | dict[str, Any], netns: str | None = None) -> None:
+    """Dry-run the document in the namespace; raises `FirewallError` if nftables refuses it."""
+    doc = json.loads(document) if isinstance(document, bytes) else document
+    rc, err = _in(netns, lambda: _run(doc, dry=True))
+    if rc != 0:
+        raise FirewallError(
+            f"nftables check failed: {err.strip() or 'rc ' + str(rc)}", _offending(doc, err)
+        )
+
+
+def apply(document: bytes | dict[str, Any], netns: str | None = None) -> None:
+    """Check, then replace `table inet cell` in one transaction, keeping resolver-filled sets."""
+    doc = json.loads(document) if isinstance(document, bytes) else document
+
+    def go() -> tuple[str, int, str]:
+        full = _with_dynamic_elements(doc, _dynamic_elements())
+        rc, err = _run(full, dry=True)
+        if rc != 0:
+            return "check", rc, err
+        rc, err = _run(full, dry=False)
+        return "apply", rc, err
+
+    stage, rc, err = _in(netns, go)
+    if rc != 0:
+        raise FirewallError(
+            f"nftables {stage} failed, the previous ruleset stays in force: {err.strip()}",
+            _offending(doc, err),
+        )
+
+
+def _dynamic_elements() -> dict[str, list[Any]]:
+    nft = _Nft()
+    rc, out, _ = nft.json_cmd(
+        {"nftables": [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]}
+    )
+    if rc != 0 or not isinstance(out, dict):
+        return {}
+    found: dict[str, list[Any]] = {}
+    for item in out.get("nftables", []):
+        s = item.get("set")
+        if s and DYNAMIC_SETS.fullmatch(s["name"]) and s.get("elem"):
+            found[s["name"]] = s["elem"]
+    return found
+
+
+def _with_dynamic_elements(doc: dict[str, Any], elements: dict[str, list[Any]]) -> dict[str, Any]:
+    names = {c["add"]["set"]["name"] for c in doc["nftables"] if "set" in c.get("add", {})}
+    extra = [
+        {"add": {"element": {"family": FAMILY, "table": TABLE, "name": n, "elem": e}}}
+        for n, e in sorted(elements.items())
+        if n in names
+    ]
+    return {"nftables": [*doc["nftables"], *extra]}
+
+
+def read_table(netns: str | None = None) -> list[dict[str, Any]] | None:
+    """The live `table inet cell` as libnftables JSON objects (None if the table is absent)."""
+
+    def go() -> tuple[int, Any]:
+        rc, out, _ = _Nft().json_cmd(
+            {"nftables": [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]}
+        )
+        return int(rc), out
+
+    rc, out = _in(netns, go)
+    if rc != 0 or not isinstance(out, dict):
+        return None
+    return [o for o in out.get("nftables", []) if "metainfo" not in o]
+
+
+def canonical(objects: list[dict[str, Any]] | None) -> bytes:
+    """A listing in comparable form: no handles, no counter values, no resolver-filled elements.
+
+    Two tables with the same canonical bytes enforce the same policy; `live == applied` is a
+    plain comparison of these bytes.
+    """
+    if objects is None:
+        return b"null\n"
+    out = []
+    for obj in objects:
+        ((kind, body),) = obj.items()
+        body = {k: v for k, v in body.items() if k != "handle"}
+        if kind == "counter":
+            body.pop("packets", None)
+            body.pop("bytes", None)
+        if kind == "set" and DYNAMIC_SETS.fullmatch(body.get("name", "")):
+            body.pop("elem", None)
+        if kind == "rule":
+            body["expr"] = [_zero_counters(e) for e in body.get("expr", [])]
+        out.append({kind: body})
+    return (json.dumps(out, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _zero_counters(expr: Any) -> Any:
+    if isinstance(expr, dict) and "counter" in expr and isinstance(expr["counter"], dict):
+        c = dict(expr["counter"])
+        if "packets" in c:
+            c["packets"] = c["bytes"] = 0
+        return {"counter": c}
+    return expr
+
+
+def read_counters(netns: str | None = None) -> dict[str, int]:
+    """Packets seen by each named counter of Cell's table."""
+    return {
+        o["counter"]["name"]: int(o["counter"].get("packets", 0))
+        for o in read_table(netns) or []
+        if "counter" in o
+    }
+
+
+def expected_canonical(document: bytes | dict[str, Any]) -> bytes:
+    """The canonical form the kernel gives for a rendered document, by loading it in a scratch
+    namespace. This is what read-back of a correctly applied ruleset must equal."""
+    with ns.scratch("cell-c") as scratch:
+        apply(document, scratch)
+        return canonical(read_table(scratch))
+
+
+def delete_table(netns: str | None = None) -> None:
+    """Remove Cell's table (used by tests and `lab down`); absent is fine."""
+
+    def go() -> int:
+        rc, _, _ = _Nft().json_cmd(
+            {"nftables": [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}]}
+        )
+        return int(rc)
+
+    _in(netns, go)

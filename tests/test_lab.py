@@ -1,0 +1,489 @@
+"""The lab: a whole site in network namespaces, with real mosquitto, dnsmasq and sockets.
+
+Every test uses its own site id (`t-<random>`), so it never touches a person's lab, and removes its
+lab in a fixture's `finally`, even when it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cell.lab import LabError, LabInfo, lab_down, lab_status, lab_up, phone_home_count
+from cell.lab.cli import add_lab_commands
+from cell.lab.plan import WAN_LINK, ns_prefix, plan_lab
+from cell.lab.processes import alive
+from conftest import EXAMPLE
+from firewall import netns
+from policies import CellError, Policy, load_policy
+
+pytestmark = pytest.mark.root
+
+
+def make_site(root: Path, site_id: str) -> Path:
+    repo = root / site_id
+    shutil.copytree(EXAMPLE, repo)
+    text = (repo / "site.yaml").read_text()
+    text = text.replace("id: lisbon-01", f"id: {site_id}").replace(
+        "sites/lisbon-01/", f"sites/{site_id}/"
+    )
+    (repo / "site.yaml").write_text(text)
+    return repo
+
+
+def new_id() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def ours(site_id: str) -> list[str]:
+    return [n for n in netns.names() if n.startswith(ns_prefix(site_id))]
+
+
+def ip_json(*args: str) -> list[dict[str, Any]]:
+    """`ip -j ...`: tests only inspect with `ip`; the lab itself never runs it."""
+    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def host_links() -> set[str]:
+    return {str(link["ifname"]) for link in ip_json("link")}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Policy, LabInfo]]:
+    """One lab shared by the read-only tests (routing, hub, resolver, phone-home)."""
+    site_id = new_id()
+    policy = load_policy(make_site(tmp_path_factory.mktemp("lab"), site_id))
+    try:
+        yield policy, lab_up(policy)
+    finally:
+        lab_down(site_id)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Policy, Path]]:
+    """A site of its own for a test that builds and breaks labs."""
+    site_id = new_id()
+    repo = make_site(tmp_path, site_id)
+    try:
+        yield load_policy(repo), repo
+    finally:
+        lab_down(site_id)
+
+
+# --- clients run inside namespaces -----------------------------------------------------------
+
+
+def tcp_connect(src: str, dst: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        s.bind((src, 0))
+        try:
+            s.connect((dst, port))
+        except OSError:
+            return False
+        return True
+
+
+def udp_echo(src: str | None, dst: str, port: int) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        if src:
+            s.bind((src, 0))
+        s.connect((dst, port))  # a reply from another source address would be dropped here
+        s.send(b"ping")
+        return s.recv(100)
+
+
+def dns_a(server: str, name: str) -> list[str]:
+    """A hand-built DNS query for the A records of `name` (dnspython is not installed)."""
+    qid = 0x4C42
+    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    query += struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(query, (server, 53))
+        data = s.recv(2048)
+    rid, _flags, qd, an = struct.unpack(">HHHH", data[:8])
+    assert rid == qid and qd == 1
+    pos = 12
+    while data[pos]:
+        pos += data[pos] + 1
+    pos += 5
+    out = []
+    for _ in range(an):
+        pos += 2 if data[pos] & 0xC0 == 0xC0 else len(name) + 2
+        rtype, _cls, _ttl, size = struct.unpack(">HHIH", data[pos : pos + 10])
+        pos += 10
+        if rtype == 1:
+            out.append(socket.inet_ntoa(data[pos : pos + size]))
+        pos += size
+    return out
+
+
+def read_sysctl(path: str) -> str:
+    return Path(path).read_text().strip()
+
+
+# --- the shape of the lab --------------------------------------------------------------------
+
+
+def test_up_builds_namespaces_links_and_addresses(lab: tuple[Policy, LabInfo]) -> None:
+    policy, info = lab
+    site = policy.site.site.id
+    assert sorted(ours(site)) == sorted(info.namespaces)
+    assert len(info.namespaces) == 2 + len(policy.network.vlans)
+    assert all(n.startswith(ns_prefix(site)) for n in info.namespaces)
+
+    gw = {str(link["ifname"]): link for link in ip_json("-n", info.gateway, "addr")}
+    for v in policy.network.vlans:
+        assert v.interface in gw
+        assert any(a["local"] == v.gateway for a in gw[v.interface]["addr_info"])
+    assert policy.network.wan.interface in gw
+    assert netns.with_ns(info.gateway, partial(read_sysctl, "/proc/sys/net/ipv4/ip_forward")) == "1"
+
+    cell_ns = info.hosts["nvr"]["netns"]
+    addrs = {a["local"] for link in ip_json("-n", cell_ns, "addr") for a in link["addr_info"]}
+    assert {"10.20.0.2", "10.20.0.3"} <= addrs  # every host of the VLAN, so probes can bind any
+    assert not [a for a in addrs if ":" in str(a) and a != "::1"]  # no IPv6 noise on lab links
+    routes = ip_json("-n", cell_ns, "route")
+    assert any(r["dst"] == "default" and r["gateway"] == "10.20.0.1" for r in routes)
+
+
+def test_wan_namespace_is_closed(lab: tuple[Policy, LabInfo]) -> None:
+    _, info = lab
+    links = {str(link["ifname"]) for link in ip_json("-n", info.wan, "link")}
+    assert links == {"lo", WAN_LINK}
+    gw_ifindex = {int(link["ifindex"]) for link in ip_json("-n", info.gateway, "link")}
+    (peer,) = [link for link in ip_json("-n", info.wan, "link") if link["ifname"] == WAN_LINK]
+    assert peer["link_index"] in gw_ifindex  # its one link leads to the gateway, nowhere else
+    routes = ip_json("-n", info.wan, "route")
+    assert not [r for r in routes if r["dst"] == "default"]
+    assert all(r.get("gateway") in (None, info.wan_link["gateway"]) for r in routes)
+    lo = {
+        a["local"]
+        for link in ip_json("-n", info.wan, "addr", "show", "lo")
+        for a in link["addr_info"]
+    }
+    o = info.outside
+    assert {o["resolver"], o["hub"], *o["management"], o["phone_home"], o["internet"]} <= lo
+
+
+# --- traffic without any firewall ------------------------------------------------------------
+
+
+def test_routing_nvr_reaches_camera_responder(lab: tuple[Policy, LabInfo]) -> None:
+    _, info = lab
+    nvr, cam = info.hosts["nvr"], info.hosts["cam-01"]
+    assert netns.with_ns(nvr["netns"], partial(tcp_connect, nvr["address"], cam["address"], 554))
+    log = Path(info.logs["responder.cameras"]).read_text()
+    assert f'"src": "{nvr["address"]}:' in log and f'"dst": "{cam["address"]}:554"' in log
+    # UDP echo to the gateway's NTP stand-in comes back from the address it was sent to.
+    cam2 = info.hosts["cam-02"]
+    gw_addr = info.vlans["cameras"]["gateway"]
+    assert netns.with_ns(cam2["netns"], partial(udp_echo, cam2["address"], gw_addr, 123)) == b"ping"
+
+
+def test_hub_broker_requires_the_lab_client_certificate(lab: tuple[Policy, LabInfo]) -> None:
+    policy, info = lab
+    hub = info.mqtt["hub"]
+    base = ["-h", hub["host"], "-p", str(hub["port"]), "--cafile", hub["cafile"]]
+    observer = [*base, "--cert", hub["certfile"], "--key", hub["keyfile"]]
+    sub = netns.popen(
+        info.wan,
+        [
+            "mosquitto_sub",
+            *observer,
+            "-i",
+            "lab-observer-sub",
+            "-t",
+            "lab/test",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while "lab-observer-sub 0 lab/test" not in Path(hub["log"]).read_text():
+            assert time.monotonic() < deadline, "the observer's subscription never reached the hub"
+            time.sleep(0.05)
+        tls = policy.site.hub.bridge.tls
+        assert tls is not None
+        cell = [
+            *base,
+            "--cert",
+            info.layout.path(tls.certfile),
+            "--key",
+            info.layout.path(tls.keyfile),
+        ]
+        pub = netns.run(info.wan, ["mosquitto_pub", *cell, "-t", "lab/test", "-m", "hello"])
+        assert pub.returncode == 0, pub.stderr
+        out, err = sub.communicate(timeout=10)
+        assert out.strip() == b"hello", err
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+    bare = netns.run(info.wan, ["mosquitto_pub", *base, "-t", "lab/test", "-m", "x"], timeout=15)
+    assert bare.returncode != 0
+    assert f"u'cell-{policy.site.site.id}'" in Path(hub["log"]).read_text()  # the CN is the login
+
+
+def test_outside_resolver_answers_lab_addresses(lab: tuple[Policy, LabInfo]) -> None:
+    _, info = lab
+    o = info.outside
+    ask = partial(netns.with_ns, info.gateway)
+    assert ask(partial(dns_a, o["resolver"], "hub.example.eu")) == [o["hub"]]
+    assert ask(partial(dns_a, o["resolver"], "api.balena-cloud.com")) == o["management"]
+    assert ask(partial(dns_a, o["resolver"], "telemetry.vendor.example")) == [o["phone_home"]]
+    assert "telemetry.vendor.example" in Path(info.logs["resolver"]).read_text()
+
+
+def test_phone_home_counter_rises(lab: tuple[Policy, LabInfo]) -> None:
+    policy, info = lab
+    site = policy.site.site.id
+    before = phone_home_count(site)
+    gw_side = info.wan_link["gateway"]
+    assert netns.with_ns(
+        info.gateway, partial(tcp_connect, gw_side, info.outside["phone_home"], 443)
+    )
+    assert (
+        netns.with_ns(info.gateway, partial(udp_echo, None, info.outside["phone_home"], 123))
+        == b"ping"
+    )
+    deadline = time.monotonic() + 2
+    while phone_home_count(site) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert phone_home_count(site) == before + 2
+
+
+# --- rebuild, teardown, crash ----------------------------------------------------------------
+
+
+def test_up_twice_is_idempotent(fresh: tuple[Policy, Path]) -> None:
+    policy, _ = fresh
+    site = policy.site.site.id
+    first = lab_up(policy)
+    old = list(first.processes.values())
+    gw_links = {str(link["ifname"]) for link in ip_json("-n", first.gateway, "link")}
+    second = lab_up(policy)
+    assert sorted(ours(site)) == sorted(second.namespaces) == sorted(first.namespaces)
+    assert not [p for p in old if alive(p.pid)]
+    assert all(p.running() for p in second.processes.values())
+    assert {str(link["ifname"]) for link in ip_json("-n", second.gateway, "link")} == gw_links
+    assert second.credentials.keys() == first.credentials.keys()
+    status = lab_status(site)
+    assert status is not None and status.pids == second.pids
+
+
+def test_down_leaves_nothing(fresh: tuple[Policy, Path]) -> None:
+    policy, _ = fresh
+    site = policy.site.site.id
+    before = host_links()
+    info = lab_up(policy)
+    lab_names = {v.interface for v in policy.network.vlans} | {
+        policy.network.wan.interface,
+        WAN_LINK,
+    }
+    assert not (host_links() - before) & lab_names  # no lab link in the host namespace, ever
+    lab_down(site)
+    assert ours(site) == []
+    assert not [p for p in info.processes.values() if alive(p.pid)]
+    assert not Path(info.root).exists()
+    assert not (host_links() - before) & lab_names
+    assert lab_status(site) is None
+    lab_down(site)  # nothing to do is fine
+
+
+def test_two_sites_never_collide(fresh: tuple[Policy, Path], tmp_path: Path) -> None:
+    policy, _ = fresh
+    site = policy.site.site.id
+    other_id = f"{site}-2"  # "cell-t-x." must not be a prefix of "cell-t-x-2."
+    other = load_policy(make_site(tmp_path, other_id))
+    try:
+        a, b = lab_up(policy), lab_up(other)
+        assert not set(a.namespaces) & set(b.namespaces)
+        lab_down(site)
+        assert sorted(ours(other_id)) == sorted(b.namespaces)
+        assert all(p.running() for p in b.processes.values())
+    finally:
+        lab_down(other_id)
+
+
+def test_failed_apply_removes_the_lab(fresh: tuple[Policy, Path]) -> None:
+    policy, _ = fresh
+    site = policy.site.site.id
+
+    def broken(_policy: Policy, info: LabInfo) -> None:
+        assert ours(site)  # the lab is there while apply runs
+        raise RuntimeError("ruleset refused")
+
+    with pytest.raises(
+        LabError, match="applying the policy to the gateway: RuntimeError: ruleset refused"
+    ):
+        lab_up(policy, apply=broken)
+    assert ours(site) == []
+    assert lab_status(site) is None
+
+
+CRASHING_UP = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from policies import load_policy
+    from cell.lab import lab_up
+
+    def hang(policy, info):
+        Path(sys.argv[2]).write_text("applying")
+        time.sleep(120)
+
+    lab_up(load_policy(sys.argv[1]), apply=hang)
+    """
+)
+
+
+def _start_up(repo: Path, marker: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", CRASHING_UP, str(repo), str(marker)])
+
+
+def _wait(cond: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_down_after_kill_9_during_up(fresh: tuple[Policy, Path], tmp_path: Path) -> None:
+    policy, repo = fresh
+    site = policy.site.site.id
+    # Killed once every service runs (during apply), and once as soon as the first namespace exists.
+    for when in ("apply", "early"):
+        marker = tmp_path / f"marker-{when}"
+        up = _start_up(repo, marker)
+        try:
+            if when == "apply":
+                _wait(marker.exists, "lab up never reached apply")
+            else:
+                _wait(lambda: bool(ours(site)), "lab up never created a namespace")
+            up.send_signal(signal.SIGKILL)
+        finally:
+            up.kill()
+            up.wait()
+        state = Path(f"/run/cell-lab/{site}/lab.json")
+        pids = (
+            [p["pid"] for p in json.loads(state.read_text())["processes"].values()]
+            if when == "apply"
+            else []
+        )
+        assert not pids or all(alive(p) for p in pids)  # orphans, still running
+        lab_down(site)
+        assert ours(site) == []
+        assert not [p for p in pids if alive(p)]
+        assert not Path(f"/run/cell-lab/{site}").exists()
+
+
+def test_down_sweeps_what_no_state_file_knows(fresh: tuple[Policy, Path]) -> None:
+    policy, _ = fresh
+    site = policy.site.site.id
+    prefix = ns_prefix(site)
+    strays = []
+    try:
+        for name in (f"{prefix}gw", f"{prefix}v-stray"):
+            netns.create(name)
+            strays.append(netns.popen(name, ["sleep", "300"]))
+        lab_down(site)
+        for p in strays:
+            assert p.wait(timeout=5) == -signal.SIGTERM
+        assert ours(site) == []
+    finally:
+        for p in strays:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="cell")
+    add_lab_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args)), ""
+    except CellError as e:
+        return e.exit_code, str(e)
+
+
+def test_cli_up_status_down(fresh: tuple[Policy, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, repo = fresh
+    site = policy.site.site.id
+    assert run_cli("lab", "status", "--repo", str(repo)) == (
+        3,
+        f"no lab is up for site {site} (start one with `cell lab up`)",
+    )
+    assert run_cli("lab", "up", "--repo", str(repo), "--no-apply") == (0, "")
+    text = capsys.readouterr().out
+    assert f"lab for site {site} is up" in text and "hub.example.eu = 198.19.0.10:8883" in text
+    assert "password" not in text
+    assert run_cli("lab", "status", "--site", site, "--json")[0] == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {
+        "gateway",
+        "wan",
+        "namespaces",
+        "hosts",
+        "mqtt",
+        "outside",
+        "pids",
+        "root",
+        "layout_root",
+    } <= doc.keys()
+    assert doc["hosts"]["nvr"] == {
+        "netns": f"{ns_prefix(site)}v-cell",
+        "address": "10.20.0.2",
+        "vlan": "cell",
+    }
+    assert {"netns", "host", "port"} <= doc["mqtt"]["site"].keys()
+    assert {"netns", "host", "port", "cafile", "certfile", "keyfile", "prefix"} <= doc["mqtt"][
+        "hub"
+    ].keys()
+    assert doc["mqtt"]["hub"]["prefix"] == f"sites/{site}/"
+    assert {"cam-01", "nvr", "cell"} <= doc["mqtt"]["clients"].keys()
+    assert all(c["password"] for c in doc["mqtt"]["clients"].values())
+    assert all(doc["alive"].values())
+    assert oct(Path(doc["state_file"]).stat().st_mode & 0o777) == "0o600"
+    assert run_cli("lab", "down", "--repo", str(repo)) == (0, "")
+    assert ours(site) == []
+
+
+def test_plan_is_pure_and_stable() -> None:
+    policy = load_policy(EXAMPLE)
+    plan = plan_lab(policy)
+    assert plan == plan_lab(policy)
+    assert plan.gateway == "cell-lisbon-01.gw" and plan.wan == "cell-lisbon-01.wan"
+    assert plan.names == {"hub.example.eu": "198.19.0.10", "api.balena-cloud.com": "198.19.0.20"}
+    assert plan.resolvers == ("203.0.113.53",)
+    assert (554, "tcp") in next(v for v in plan.vlans if v.name == "cameras").ports
+    assert plan.gateway_ports == ((22, "tcp"), (123, "udp"))  # 53 and 1883 are apply's
+    assert (443, "tcp") in plan.internet_ports
