@@ -10,50 +10,30 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+from cell.cliutil import DEFAULT_REPO, emit, load, repo
 from policies.errors import CellError
-
-DEFAULT_REPO = "/etc/cell/site-config"
-DEFAULT_STATE = "/var/lib/cell"
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _repo(args: argparse.Namespace) -> str:
-    return str(args.repo or os.environ.get("CELL_REPO") or DEFAULT_REPO)
-
-
-def _load(args: argparse.Namespace) -> Any:
-    from policies import load_policy
-
-    policy = load_policy(_repo(args))
-    for w in policy.warnings:
-        print(w, file=sys.stderr)
-    return policy
-
-
-def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
-    print(json.dumps(doc, indent=2, ensure_ascii=False) if args.json else text)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    policy = _load(args)
+    policy = load(args)
     doc = {"ok": True, "site": policy.site.site.id, "warnings": [str(w) for w in policy.warnings]}
-    _emit(args, doc, f"{_repo(args)}: valid (site {policy.site.site.id})")
+    emit(args, doc, f"{repo(args)}: valid (site {policy.site.site.id})")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from cell.render import MANIFEST, render_all, write_tree
 
-    files = render_all(_load(args))
+    files = render_all(load(args))
     write_tree(Path(args.out), files)
     manifest = json.loads(files[MANIFEST])
     text = "\n".join(
         f"{digest[:12]}  {args.out}/{name}" for name, digest in manifest["files"].items()
     )
-    _emit(args, manifest, text)
+    emit(args, manifest, text)
     return 0
 
 
@@ -73,41 +53,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from cell import explain
 
-    policy = _load(args)
+    policy = load(args)
     if args.what == "topic":
         doc = explain.explain_topic(policy, args.topic)
-        _emit(args, doc, explain.format_topic(doc))
+        emit(args, doc, explain.format_topic(doc))
     else:
         doc = explain.explain_flow(policy, args.source, args.to)
-        _emit(args, doc, explain.format_flow(doc))
-    return 0
-
-
-def cmd_apply(args: argparse.Namespace) -> int:
-    from cell.apply import Target, apply_policy, lab_target
-    from cell.lab import lab_status
-    from policies.layout import Layout
-
-    policy = _load(args)
-    lab = lab_status(policy.site.site.id)
-    if lab is not None and args.netns in (None, lab.gateway):
-        target = lab_target(lab)
-    else:
-        state = args.state_dir or os.environ.get("CELL_STATE_DIR") or DEFAULT_STATE
-        target = Target(netns=args.netns, layout=Layout(state_dir=state))
-    report = apply_policy(policy, target)
-    doc = {
-        "ok": True,
-        "netns": target.netns,
-        "changed": report.changed,
-        "broker": report.broker,
-        "dnsmasq": report.dnsmasq,
-    }
-    text = (
-        f"applied site {policy.site.site.id} to {target.netns or 'this host'}: "
-        f"{len(report.changed)} files changed; broker {report.broker}; dnsmasq {report.dnsmasq}"
-    )
-    _emit(args, doc, text)
+        emit(args, doc, explain.format_flow(doc))
     return 0
 
 
@@ -116,7 +68,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from cell.probe import Env, format_results, run_probes
     from firewall.probes import compile_probes
 
-    policy = _load(args)
+    policy = load(args)
     lab = lab_status(policy.site.site.id)
     if lab is None:
         hint = (
@@ -126,7 +78,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         )
         raise _usage(f"no lab is up for site {policy.site.site.id}: {hint}")
     doc = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
-    _emit(args, doc, format_results(doc))
+    emit(args, doc, format_results(doc))
     return 0 if doc["ok"] else 3
 
 
@@ -197,16 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(handler=cmd_explain)
 
     sp = command(
-        "apply", cmd_apply, "render, check and apply the policy to a gateway (lab or this host)"
-    )
-    sp.add_argument(
-        "--netns",
-        help="the gateway's network namespace (default: the lab's, if up; else this host)",
-    )
-    sp.add_argument(
-        "--state-dir", help=f"state directory (default: $CELL_STATE_DIR or {DEFAULT_STATE})"
-    )
-    sp = command(
         "probe",
         cmd_probe,
         "run the expected-flow matrix with real packets (exit 3 if a flow misbehaves)",
@@ -215,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--lab", action="store_true", help="probe the lab site (the only mode this build supports)"
     )
 
+    from cell.apply_cli import add_apply_commands
     from cell.lab.cli import add_lab_commands
 
+    add_apply_commands(sub)
     add_lab_commands(sub)
+    # bridge commands
+    # gitops commands
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     return p
