@@ -20,6 +20,10 @@ def make_site(root: Path, cameras: int, topics: int) -> Path:
     for i in range(cameras):
         hosts.append(f"  - {{name: gen-cam-{i:04d}, vlan: cameras, address: {base + i}}}\n")
     net = net.replace("hosts:\n", "hosts:\n" + "".join(hosts), 1)
+    # One flow per camera (the AI box reads each camera's ONVIF events): host-level elements in
+    # the firewall's sets, so a bigger site really means a bigger ruleset, not more rules.
+    flows = [f"  - {{from: ai, to: gen-cam-{i:04d}, service: onvif}}\n" for i in range(cameras)]
+    net = net.replace("flows:\n", "flows:\n" + "".join(flows), 1)
     (root / "network.yaml").write_text(net)
 
     mqtt = (root / "mqtt.yaml").read_text()

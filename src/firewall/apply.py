@@ -66,50 +66,56 @@ def _run(doc: dict[str, Any], *, dry: bool) -> tuple[int, str]:
     return int(rc), str(err)
 
 
-def _offending(doc: dict[str, Any], err: str) -> Any:
-    """Best effort: the command of the document that the error text points at."""
+def _locate(doc: dict[str, Any]) -> Any:
+    """The first command of the document that nftables refuses, found by dry-running prefixes.
+
+    libnftables' JSON errors say what is wrong but not where; every prefix of our document is
+    itself a valid transaction, so a binary search over prefixes finds the culprit in a few
+    dry runs. Runs in the namespace of the failed call.
+    """
     cmds = doc.get("nftables", [])
-    for cmd in cmds:
-        for obj in cmd.values() if isinstance(cmd, dict) else ():
-            if not isinstance(obj, dict):
-                continue
-            for kind, body in obj.items():
-                name = body.get("name") if isinstance(body, dict) else None
-                if name and f"{kind} " in err and str(name) in err:
-                    return cmd
-    m = re.search(r"\b(?:index|command) (\d+)", err)
-    if m and int(m.group(1)) < len(cmds):
-        return cmds[int(m.group(1))]
-    return None
+    lo, hi = 1, len(cmds)
+    if _run({"nftables": cmds}, dry=True)[0] == 0:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _run({"nftables": cmds[: mid + 1]}, dry=True)[0] == 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return cmds[lo]
 
 
 def check(document: bytes | dict[str, Any], netns: str | None = None) -> None:
     """Dry-run the document in the namespace; raises `FirewallError` if nftables refuses it."""
     doc = json.loads(document) if isinstance(document, bytes) else document
-    rc, err = _in(netns, lambda: _run(doc, dry=True))
+
+    def go() -> tuple[int, str, Any]:
+        rc, err = _run(doc, dry=True)
+        return rc, err, _locate(doc) if rc != 0 else None
+
+    rc, err, part = _in(netns, go)
     if rc != 0:
-        raise FirewallError(
-            f"nftables check failed: {err.strip() or 'rc ' + str(rc)}", _offending(doc, err)
-        )
+        raise FirewallError(f"nftables check failed: {err.strip() or 'rc ' + str(rc)}", part)
 
 
 def apply(document: bytes | dict[str, Any], netns: str | None = None) -> None:
     """Check, then replace `table inet cell` in one transaction, keeping resolver-filled sets."""
     doc = json.loads(document) if isinstance(document, bytes) else document
 
-    def go() -> tuple[str, int, str]:
+    def go() -> tuple[str, int, str, Any]:
         full = _with_dynamic_elements(doc, _dynamic_elements())
         rc, err = _run(full, dry=True)
         if rc != 0:
-            return "check", rc, err
+            return "check", rc, err, _locate(full)
         rc, err = _run(full, dry=False)
-        return "apply", rc, err
+        return "apply", rc, err, _locate(full) if rc != 0 else None
 
-    stage, rc, err = _in(netns, go)
+    stage, rc, err, part = _in(netns, go)
     if rc != 0:
         raise FirewallError(
             f"nftables {stage} failed, the previous ruleset stays in force: {err.strip()}",
-            _offending(doc, err),
+            part,
         )
 
 

@@ -188,6 +188,6 @@ def _dst_class(dst: dict[str, Any]) -> str:
 
 
 def render_probes(policy: Policy) -> bytes:
-    return (
-        json.dumps({"site": policy.site.site.id, "probes": compile_probes(policy)}, indent=2) + "\n"
-    ).encode()
+    """probes.json: one probe per line, so a diff of two renders reads probe by probe."""
+    lines = ",\n".join(json.dumps(p, sort_keys=True) for p in compile_probes(policy))
+    return f'{{"site": {json.dumps(policy.site.site.id)}, "probes": [\n{lines}\n]}}\n'.encode()

@@ -99,9 +99,38 @@ class Decision:
     ports: tuple[PortProto, ...] = ()
 
 
+def _words(ep: Endpoint) -> set[str]:
+    """Every flow endpoint word that could include `ep` (a superset; `covers` decides)."""
+    words = {ep.name, ep.kind}
+    if ep.vlan:
+        words.add(ep.vlan)
+    if ep.kind == "address" and ep.vlan is None:
+        words.add(WAN)
+    return words
+
+
+def _index(policy: Policy) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Flow indexes by `from` word and by `to` word, built once per policy (sites with a flow
+    per camera would otherwise make probe compilation quadratic)."""
+    cached = policy.__dict__.get("_flow_index")
+    if cached is None:
+        by_src: dict[str, list[int]] = {}
+        by_dst: dict[str, list[int]] = {}
+        for i, f in enumerate(policy.network.flows):
+            by_src.setdefault(f.source, []).append(i)
+            by_dst.setdefault(f.to, []).append(i)
+        cached = (by_src, by_dst)
+        object.__setattr__(policy, "_flow_index", cached)
+    return cached  # type: ignore[no-any-return]
+
+
 def decide(policy: Policy, src: Endpoint, dst: Endpoint, port: PortProto | None = None) -> Decision:
     """The first flow that admits `src` -> `dst` (on `port`, if given); else default deny."""
-    for i, flow in enumerate(policy.network.flows):
+    by_src, by_dst = _index(policy)
+    from_src = {i for w in _words(src) for i in by_src.get(w, ())}
+    candidates = sorted(from_src.intersection(i for w in _words(dst) for i in by_dst.get(w, ())))
+    for i in candidates:
+        flow = policy.network.flows[i]
         if not (covers(policy, flow.source, src) and covers(policy, flow.to, dst)):
             continue
         ports = flow_ports(policy, flow)
