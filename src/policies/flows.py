@@ -121,7 +121,7 @@ def _index(policy: Policy) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
             by_dst.setdefault(f.to, []).append(i)
         cached = (by_src, by_dst)
         object.__setattr__(policy, "_flow_index", cached)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def decide(policy: Policy, src: Endpoint, dst: Endpoint, port: PortProto | None = None) -> Decision:
