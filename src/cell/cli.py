@@ -85,7 +85,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cell.demo import run_demo
 
-    return run_demo(args.repo)
+    return run_demo(args.repo, keep=args.keep)
 
 
 def _usage(message: str) -> CellError:
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     # gitops commands
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
+    sp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     return p
 
 

@@ -1,16 +1,15 @@
-"""`make demo` / `cell demo`: validate and render the embedded example site, and say what it means."""
+"""`make demo` / `cell demo`: the example site as a lab, applied and probed, told for a newcomer."""
 
 from __future__ import annotations
 
-import json
-import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 from bridge.classify import TAGS
-from cell.render import MANIFEST, render_all, write_tree
+from cell.explain import explain_flow, explain_topic, format_flow, format_topic
 from firewall.compile import compile_ruleset, rule_count
-from policies import load_policy
+from policies import Policy, load_policy
 
 
 def example_repo() -> Path:
@@ -22,26 +21,86 @@ def example_repo() -> Path:
     raise FileNotFoundError("site-config-example not found next to the cell package")
 
 
-def run_demo(repo: str | None) -> int:
-    path = Path(repo) if repo else example_repo()
-    policy = load_policy(path)
-    files = render_all(policy)
-    out = Path(tempfile.mkdtemp(prefix="cell-demo-"))
-    write_tree(out, files)
+def _say(title: str) -> None:
+    print(f"\n── {title} " + "─" * max(0, 70 - len(title)))
+
+
+def summary(policy: Policy, path: Path) -> None:
     site = policy.site
-    print(f"◆ Cell demo: site {site.site.id} ({site.site.name}), policy from {path}\n")
-    print("Network")
+    print(f"◆ Cell demo: site {site.site.id} ({site.site.name}), policy from {path}")
+    _say("1. The policy (validated: every rule checked, every value safe for a config line)")
     for v in policy.network.vlans:
         n = sum(1 for h in policy.network.hosts if h.vlan == v.name)
-        net = "Internet allowed by flows only" if v.internet else "NO Internet egress"
+        net = "may reach the Internet where a flow says" if v.internet else "NO Internet, by rule"
         print(f"  VLAN {v.id:<4} {v.name:<10} {v.subnet:<16} {n:>3} hosts  {net}")
-    print(f"  {len(policy.network.flows)} flows allowed; everything else is dropped and counted.\n")
-    print("MQTT bridge policy")
+    print(f"  {len(policy.network.flows)} flows allowed; everything else is dropped and counted.")
+    print(f"  Bridge to the hub ({site.hub.bridge.address}:{site.hub.bridge.port}):")
     for r in policy.mqtt.topics:
-        print(f"  {TAGS[r.direction]:<16} {r.pattern}")
+        print(f"    {TAGS[r.direction]:<16} {r.pattern}")
     counts = Counter(r.direction for r in policy.mqtt.topics)
-    print(f"  default: {policy.mqtt.bridge.default}; {dict(sorted(counts.items()))}\n")
-    print(f"Rendered to {out} ({rule_count(compile_ruleset(policy))} nftables rules)")
-    for name, dig in json.loads(files[MANIFEST])["files"].items():
-        print(f"  {dig[:12]}  {name}")
-    return 0
+    print(
+        f"    anything else: {TAGS[policy.mqtt.bridge.default]}   ({dict(sorted(counts.items()))})"
+    )
+    print(
+        f"  nftables: {rule_count(compile_ruleset(policy))} rules; hosts live in sets, not rules."
+    )
+
+
+def explain_some(policy: Policy) -> None:
+    _say("2. Ask it why (cell explain)")
+    for topic in (
+        "site/cam-01/events/motion",
+        "site/cam-01/snapshots/0001.jpg",
+        "site/cam-01/debug/x",
+    ):
+        print("  " + format_topic(explain_topic(policy, topic)))
+    for src, dst in (
+        ("nvr", "cam-01:554/tcp"),
+        ("cam-01", "wan:443/tcp"),
+        ("gateway", "hub.bridge"),
+    ):
+        print("  " + format_flow(explain_flow(policy, src, dst)))
+
+
+def run_demo(repo: str | None, keep: bool = False) -> int:
+    from cell.apply import apply_lab
+    from cell.lab import lab_down, lab_up
+    from cell.probe import Env, format_results, run_probes
+    from firewall.probes import compile_probes
+
+    path = Path(repo) if repo else example_repo()
+    policy = load_policy(path)
+    summary(policy, path)
+    explain_some(policy)
+    _say("3. Build the site as a lab and apply the policy to its gateway (cell lab up)")
+    print("  Network namespaces: the gateway (the Cell), one per VLAN, and a closed WAN with the")
+    print("  hub broker, an outside resolver and a phone-home server. Nothing leaves this machine.")
+    t0 = time.monotonic()
+    info = lab_up(policy, apply=apply_lab)
+    try:
+        print(
+            f"  up and applied in {time.monotonic() - t0:.1f} s: nftables, DNS sinkhole, mosquitto + bridge"
+        )
+        _say("4. Prove it with real packets (cell probe)")
+        print("  Allowed flows must be answered. Dropped flows must go unanswered AND raise their")
+        print("  named drop counter: silence alone proves nothing.\n")
+        doc = run_probes(compile_probes(policy), Env(info.gateway, info.vlan_netns, info.outside))
+        print(format_results(doc))
+        leaks = [r for r in doc["results"] if r["expect"] == "drop" and r["got"] == "accept"]
+        cams = [r for r in doc["results"] if r["from"].startswith("cam") and r["expect"] == "drop"]
+        _say("5. What this shows")
+        verdict = "◆ DATA · SOVEREIGN ◆" if doc["ok"] else "✗ NOT SOVEREIGN: see the ✗ rows above"
+        print(f"  {verdict}")
+        print(
+            f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
+        )
+        if keep:
+            print(
+                f"\n  The lab is still up. Look around:  ip netns exec {info.gateway} nft list ruleset"
+            )
+            print(f"  Remove it with:  .venv/bin/cell lab down --repo {path}")
+        return 0 if doc["ok"] else 3
+    finally:
+        if not keep:
+            lab_down(policy.site.site.id)
+            print("\n  The lab was removed (run `cell demo --keep` to keep it up and look around).")
