@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from policies import Policy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "site-config-example"
 
@@ -62,3 +66,18 @@ def example() -> Path:
 
 
 SiteFactory = Callable[[], Site]
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Policy, Path]]:
+    """A lab-ready copy of the example with its own site id; its lab is removed afterwards."""
+    from cell.lab import lab_down
+    from labsite import make_site, new_id
+    from policies import load_policy
+
+    site_id = new_id()
+    repo = make_site(tmp_path, site_id)
+    try:
+        yield load_policy(repo), repo
+    finally:
+        lab_down(site_id)

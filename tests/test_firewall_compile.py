@@ -1,10 +1,6 @@
-"""Tests for firewall.compile and firewall.nfttext.
-
-Pure checks first: determinism, a flat rule count, counter naming, and agreement with
-`policies.flows.decide` over a matrix of addresses and ports, evaluated on the compiled objects by
-a small interpreter of the JSON subset the compiler emits. Then the kernel (root): `nft --check`
-of both forms, a real load of each into a fresh namespace with equal listings (equal to the
-compiled objects too), other tables left alone, and real packets through two veth-linked hosts.
+"""Pure tests for firewall.compile and firewall.nfttext: determinism, a flat rule count, counter
+naming, and agreement with `policies.flows.decide` over a matrix of addresses and ports, evaluated on
+the compiled objects by a small interpreter of the JSON subset the compiler emits.
 """
 
 from __future__ import annotations
@@ -12,16 +8,11 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from firewall import netns
 from firewall.compile import (
     HUB_BRIDGE_SET,
     compile_ruleset,
@@ -32,72 +23,17 @@ from firewall.compile import (
     rule_count,
 )
 from firewall.nfttext import render_text
+from firewall_sites import EXAMPLE, Json, grow, literal_hub, sets_of, tricky_names
 from policies import Policy, load_policy
 from policies.flows import Endpoint, decide, parse_port, resolve
 
 if TYPE_CHECKING:
     from conftest import Site
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "site-config-example"
-Json = dict[str, Any]
-
-
-def grow(site: Site, cameras: int) -> Policy:
-    """The example with `cameras` more cameras, each with its own flow (so its own element)."""
-    site.edit("network.yaml", "subnet: 10.10.0.0/24", "subnet: 10.10.0.0/16")
-    base = ipaddress.IPv4Address("10.10.1.0")
-    hosts = "".join(
-        f"  - {{name: gen-{i:04d}, vlan: cameras, address: {base + i}}}\n" for i in range(cameras)
-    )
-    flows = "".join(f"  - {{from: nvr, to: gen-{i:04d}, service: https}}\n" for i in range(cameras))
-    site.edit("network.yaml", "hosts:\n", "hosts:\n" + hosts)
-    site.edit("network.yaml", "flows:\n", "flows:\n" + flows)
-    return load_policy(site.root)
-
-
-def literal_hub(site: Site) -> Policy:
-    """Hub endpoints as IPv4 literals, an ops host allowed to the bridge, a gateway wan flow."""
-    site.edit("site.yaml", "address: hub.example.eu", "address: 198.51.100.10")
-    site.edit(
-        "site.yaml",
-        "{address: api.balena-cloud.com, port: 443}",
-        "{address: 198.51.100.20, port: 443}",
-    )
-    site.edit(
-        "network.yaml",
-        "  - {from: gateway, to: hub.bridge}\n",
-        "  - {from: gateway, to: hub.bridge}\n  - {from: laptop, to: hub.bridge}\n"
-        "  - {from: ops, to: hub.management}\n  - {from: gateway, to: wan, service: ntp}\n"
-        "  - {from: gateway, to: cell, service: ssh}\n"
-        "  - {from: cameras, to: gateway, service: ssh}\n"
-        "  - {from: cam-01, to: gateway, service: ssh}\n",
-    )
-    site.edit("network.yaml", "resolvers: [203.0.113.53]", "resolvers: []")
-    return load_policy(site.root)
-
-
-TRICKY = ["a_b", "c", "a", "b_c", "other", "forward", "invalid", "input", "x-1"]
-
-
-def tricky_names(site: Site) -> Policy:
-    """VLAN names that collide under a '_'-joined counter scheme, or look like fixed names."""
-    vlans = "".join(
-        f"  - {{name: {n}, id: {100 + i}, interface: v{i}.x-{n[:4]}, "
-        f"subnet: 10.{100 + i}.0.0/24, gateway: 10.{100 + i}.0.1}}\n"
-        for i, n in enumerate(TRICKY)
-    )
-    site.edit("network.yaml", "vlans:\n", "vlans:\n" + vlans)
-    site.edit("network.yaml", "flows:\n", "flows:\n  - {from: x-1, to: a_b, service: ssh}\n")
-    return load_policy(site.root)
-
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
     return load_policy(EXAMPLE)
-
-
-def sets_of(objects: list[Json]) -> dict[str, list[Any]]:
-    return {o["set"]["name"]: o["set"].get("elem", []) for o in objects if "set" in o}
 
 
 # --- pure ---------------------------------------------------------------------------------------
@@ -330,165 +266,3 @@ def test_ruleset_agrees_with_decide(site: Site, variant: str) -> None:
                 assert counter == drop_counter_for(p, scls, dcls), (src, dst, port, proto)
             checked += 1
     assert checked > 2000
-
-
-# --- the kernel (root) --------------------------------------------------------------------------
-
-VARIANTS = {
-    "example": lambda site: load_policy(site.root),
-    "literal_hub": literal_hub,
-    "tricky_names": tricky_names,
-    "600_cameras": lambda site: grow(site, 600),
-}
-
-
-def _files(tmp_path: Path, policy: Policy) -> tuple[Path, Path]:
-    objects = compile_ruleset(policy)
-    text, doc = tmp_path / "ruleset.nft", tmp_path / "ruleset.json"
-    text.write_bytes(render_text(objects))
-    doc.write_bytes(render_json(objects))
-    return text, doc
-
-
-def _nft(ns: str, *args: str) -> str:
-    done = netns.run(ns, ["nft", *args])
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
-
-
-def _strip(o: Any, drop: tuple[str, ...] = ("handle",)) -> Any:
-    if isinstance(o, dict):
-        return {k: _strip(v, drop) for k, v in o.items() if k not in drop}
-    if isinstance(o, list):
-        return [_strip(v, drop) for v in o]
-    return o
-
-
-def _listing(ns: str, *what: str) -> list[Any]:
-    doc = json.loads(_nft(ns, "-j", "list", *what))["nftables"]
-    return [_strip(o) for o in doc if "metainfo" not in o]
-
-
-@pytest.mark.root
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_both_forms_check_and_load_the_same_table(tmp_path: Path, site: Site, variant: str) -> None:
-    p = VARIANTS[variant](site)
-    text, doc = _files(tmp_path, p)
-    with netns.scratch() as a, netns.scratch() as b:
-        _nft(a, "--check", "-f", str(text))
-        _nft(b, "-j", "--check", "-f", str(doc))
-        assert _nft(a, "list", "ruleset") == _nft(b, "list", "ruleset") == ""  # checks load nothing
-        _nft(a, "-f", str(text))
-        _nft(b, "-j", "-f", str(doc))
-        from_text = _listing(a, "table", "inet", "cell")
-        from_json = _listing(b, "table", "inet", "cell")
-    assert from_text == from_json
-    # ... and the kernel reads back exactly what was compiled (what drift detection relies on)
-    live = _strip(from_json, ("handle", "packets", "bytes"))
-    assert live == compile_ruleset(p)
-
-
-@pytest.mark.root
-def test_loading_leaves_other_tables_alone(tmp_path: Path, policy: Policy) -> None:
-    text, doc = _files(tmp_path, policy)
-    other = tmp_path / "other.nft"
-    other.write_text(
-        "table inet other {\n  chain c {\n    type filter hook input priority 10; policy accept;\n"
-        '    tcp dport 22 counter accept comment "not ours"\n  }\n}\n'
-    )
-    with netns.scratch() as ns:
-        _nft(ns, "-f", str(other))
-        before = _listing(ns, "table", "inet", "other")
-        for _ in range(2):
-            _nft(ns, "-f", str(text))
-            _nft(ns, "-j", "-f", str(doc))
-        assert _listing(ns, "table", "inet", "other") == before
-        tables = [o["table"]["name"] for o in _listing(ns, "tables") if "table" in o]
-        assert sorted(tables) == ["cell", "other"]
-        live = _listing(ns, "table", "inet", "cell")
-        assert rule_count(live) == rule_count(compile_ruleset(policy))
-
-
-# --- real packets: the NVR may pull video from a camera, the camera may not call back -------------
-
-_SERVER = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(16)
-print("ready", flush=True)
-while True:
-    s.accept()[0].close()
-"""
-
-
-def _link(gw: str, ifname: str, gw_addr: str, peer_ns: str, peer_addr: str) -> None:
-    """A veth from the gateway namespace (`ifname`) to `peer_ns` (`host0`), addressed, routed."""
-    from pyroute2 import IPRoute
-
-    def gateway_side() -> None:
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=ifname, kind="veth", peer="host0")
-            peer = ipr.link_lookup(ifname="host0")[0]
-            ipr.link("set", index=peer, net_ns_fd=peer_ns)
-            idx = ipr.link_lookup(ifname=ifname)[0]
-            ipr.addr("add", index=idx, address=gw_addr, prefixlen=24)
-            ipr.link("set", index=idx, state="up")
-        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-
-    def host_side() -> None:
-        with IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname="host0")[0]
-            ipr.addr("add", index=idx, address=peer_addr, prefixlen=24)
-            ipr.link("set", index=idx, state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=gw_addr)
-
-    netns.with_ns(gw, gateway_side)
-    netns.with_ns(peer_ns, host_side)
-
-
-def _connects(ns: str, addr: str, port: int) -> bool:
-    def attempt() -> bool:
-        try:
-            socket.create_connection((addr, port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    return netns.with_ns(ns, attempt)
-
-
-def _packets(ns: str, counter: str) -> int:
-    doc = json.loads(_nft(ns, "-j", "list", "counter", "inet", "cell", counter))["nftables"]
-    return int(next(o["counter"]["packets"] for o in doc if "counter" in o))
-
-
-@pytest.mark.root
-def test_real_packets_follow_the_flows(tmp_path: Path, policy: Policy) -> None:
-    text, _ = _files(tmp_path, policy)
-    cam, nvr = policy.hosts["cam-01"], policy.hosts["nvr"]
-    servers: list[subprocess.Popen[bytes]] = []
-    with netns.scratch() as gw, netns.scratch() as cam_ns, netns.scratch() as nvr_ns:
-        try:
-            _link(gw, policy.vlans["cameras"].interface, "10.10.0.1", cam_ns, cam.address)
-            _link(gw, policy.vlans["cell"].interface, "10.20.0.1", nvr_ns, nvr.address)
-            _nft(gw, "-f", str(text))
-            for ns in (cam_ns, nvr_ns):
-                for port in ("554", "80"):
-                    proc = netns.popen(
-                        ns, [sys.executable, "-c", _SERVER, port], stdout=subprocess.PIPE
-                    )
-                    servers.append(proc)
-                    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-            assert _connects(nvr_ns, cam.address, 554)  # cell -> cameras rtsp
-            assert _connects(nvr_ns, cam.address, 80)  # nvr -> cameras onvif
-            assert not _connects(cam_ns, nvr.address, 554)  # nothing lets a camera call out
-            assert _packets(gw, drop_counter_for(policy, "cam-01", "nvr")) >= 1
-            assert not _connects(cam_ns, "10.10.0.1", 22)
-            assert _packets(gw, drop_counter_for(policy, "cam-01", "gateway")) >= 1
-            assert _packets(gw, drop_counter_for(policy, "nvr", "cam-01")) == 0
-        finally:
-            for proc in servers:
-                proc.kill()
-                proc.wait()

@@ -21,8 +21,8 @@ from cell.probe import Env, run_probes
 from firewall import apply as fw
 from firewall import netns
 from firewall.probes import compile_probes
+from labsite import make_site, new_id
 from policies import Policy, load_policy
-from test_lab import make_site, new_id
 
 pytestmark = pytest.mark.root
 
