@@ -134,6 +134,7 @@ def _hosts(p: Policy, out: list[Diagnostic]) -> None:
     ]
     addrs += [(h.address, ("hosts", i, "address")) for i, h in enumerate(hs)]
     _dupes(src, addrs, "address", out)
+    nets = {v.name: ipaddress.IPv4Network(v.subnet) for v in p.network.vlans}
     for i, h in enumerate(hs):
         if h.name in RESERVED or h.name in p.vlans:
             what = "a reserved word in flows" if h.name in RESERVED else "also a VLAN name"
@@ -151,7 +152,7 @@ def _hosts(p: Policy, out: list[Diagnostic]) -> None:
                 )
             )
             continue
-        net = ipaddress.IPv4Network(vlan.subnet)
+        net = nets[vlan.name]
         ip = ipaddress.IPv4Address(h.address)
         if ip not in net:
             out.append(
