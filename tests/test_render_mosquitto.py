@@ -121,6 +121,8 @@ def test_main_conf_paths_go_through_the_layout(policy: Policy) -> None:
 password_file /srv/gw/var/lib/cell/{PASSWD_RELATIVE}
 acl_file /srv/gw/etc/cell/live/mosquitto/acl
 persistence false
+max_queued_messages 200000
+max_queued_bytes 268435456
 log_dest file /srv/gw/var/lib/cell/mosquitto/mosquitto.log
 log_type debug
 pid_file /srv/gw/var/lib/cell/mosquitto/mosquitto.pid

@@ -32,15 +32,19 @@ class Classifier:
         self._trie: FilterTrie[int] = FilterTrie()
         for i, r in enumerate(self.rules):
             self._trie.add(r.pattern, i)
+        # Verdicts are immutable: one per rule, made once, so the hot path allocates none.
+        self._verdicts = [Verdict(r.direction, i) for i, r in enumerate(self.rules)]
+        self._default = Verdict(self.default, None)
 
     def classify(self, topic: str) -> Verdict:
+        """The verdict for a (valid) topic name: the deciding rule, or the default."""
         hits = self._trie.match(topic)
         if not hits:
-            return Verdict(self.default, None)
+            return self._default
         best = hits[0]
-        if self.rules[best].direction != "never":
+        if len(hits) > 1 and self.rules[best].direction != "never":
             for i in hits:
                 if self.rules[i].direction == "never":
                     best = i
                     break
-        return Verdict(self.rules[best].direction, best)
+        return self._verdicts[best]

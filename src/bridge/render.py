@@ -37,6 +37,8 @@ PID_RELATIVE = "mosquitto/mosquitto.pid"
 MONITOR_USER = "cell"
 """The Cell's own login on the local broker (reserved by validation: no policy client has it)."""
 STATUS_FILTER = "cell/status/#"
+MAX_QUEUED_MESSAGES = 200_000
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
 _UNSAFE = re.compile(r"[\s\"\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -133,6 +135,16 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
             "restart, is accepted.",
         ),
         "persistence false",
+        "",
+        *_why(
+            "Queues, per client: up to 200,000 QoS 1/2 messages or 256 MiB, whichever comes first,",
+            "wait for a client that is offline or slower than the traffic; above all for the bridge",
+            "while the hub is unreachable (about an hour of a busy site's events). mosquitto's",
+            "default, 1,000, dropped every event after the first thousand of a hub outage. QoS 0",
+            "is not queued for an offline client (queue_qos0_messages false): QoS 0 is best-effort.",
+        ),
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
         "",
         *_why(
             "Logging. `debug` is the type that records each PUBLISH the broker receives, sends or",
