@@ -1,43 +1,77 @@
-"""`cell apply`: render, check and apply the policy to a gateway (a lab's, or this host)."""
+"""`cell apply`: the GitOps lifecycle, from the repo's HEAD to the live gateway (a lab's, or this
+host). Exit 0 applied, 2 refused (trust gate, invalid policy, a pending confirm), 1 failed with the
+live system as it was."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from cell.cliutil import add_json, add_repo, add_state_dir, emit, load, state_dir
+from cell.cliutil import add_json, add_repo, add_state_dir, emit, repo
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from cell.apply import Target, apply_policy, lab_target
-    from cell.lab import lab_status
-    from policies.layout import Layout
+    from cell.gitops.confirm import parse_duration
+    from cell.gitops.lifecycle import apply_head
+    from cell.gitops.target import state_for, target_for
+    from policies.trust import TrustRefused
 
-    policy = load(args)
-    lab = lab_status(policy.site.site.id)
-    if lab is not None and args.netns in (None, lab.gateway):
-        target = lab_target(lab)
-    else:
-        target = Target(netns=args.netns, layout=Layout(state_dir=state_dir(args)))
-    report = apply_policy(policy, target)
+    source = Path(repo(args))
+    state = state_for(args.state_dir, source)
+    target = target_for(source, args.netns, state)
+    seconds = parse_duration(args.confirm) if args.confirm else None
+    try:
+        out = apply_head(state, source, target, confirm_s=seconds)
+    except TrustRefused as e:
+        if args.json:
+            print(json.dumps({"ok": False, "refused": e.to_json()}, indent=2))
+        raise
+    entry, r = out.entry, out.report
     doc = {
         "ok": True,
+        "commit": entry.commit,
+        "subject": entry.subject,
+        "signature": entry.signature,
         "netns": target.netns,
-        "changed": report.changed,
-        "broker": report.broker,
-        "dnsmasq": report.dnsmasq,
+        "state": str(state.root),
+        "checked": [v.to_json() for v in out.verdicts],
+        "previous": out.previous.commit if out.previous else None,
+        "changed": out.changes["changed"],
+        "rules": out.changes["rules"],
+        "broker": r.broker,
+        "dnsmasq": r.dnsmasq,
+        "confirm": out.confirm,
+        "notes": out.notes,
     }
-    text = (
-        f"applied site {policy.site.site.id} to {target.netns or 'this host'}: "
-        f"{len(report.changed)} files changed; broker {report.broker}; dnsmasq {report.dnsmasq}"
-    )
-    emit(args, doc, text)
+    sig = entry.signature
+    rules = out.changes["rules"]
+    lines = [
+        *out.notes,
+        f'applied {entry.commit[:12]} "{entry.subject}" to {target.netns or "this host"}',
+        f"  signed by {sig.get('signer') or sig.get('key')} ({sig.get('format')} key "
+        f"{sig.get('key')}); commits checked by the trust gate: {len(out.verdicts)}",
+        f"  changed: {', '.join(out.changes['changed']) or 'nothing'}; rules "
+        f"+{len(rules['added'])} -{len(rules['removed'])}",
+        f"  broker {r.broker}; dnsmasq {r.dnsmasq}",
+    ]
+    if out.confirm:
+        lines.append(
+            f"  run `cell confirm` before {out.confirm['deadline']}, or the Cell rolls back to "
+            f"{out.confirm['fallback'][:12]} by itself"
+        )
+    emit(args, doc, "\n".join(lines))
     return 0
 
 
 def add_apply_commands(sub: Any) -> None:
     sp = sub.add_parser(
-        "apply", help="render, check and apply the policy to a gateway (lab or this host)"
+        "apply",
+        help="trust gate, render, check, apply atomically, journal (lab or this host)",
+        description="Apply the repo's HEAD: pull (if a remote is configured), check that every "
+        "commit since the applied one is signed by a trusted key, render, check every artifact, "
+        "apply, read back, journal. Exit 0 applied, 2 refused, 1 failed (nothing changed).",
     )
     add_repo(sp)
     add_json(sp)
@@ -45,5 +79,10 @@ def add_apply_commands(sub: Any) -> None:
     sp.add_argument(
         "--netns",
         help="the gateway's network namespace (default: the lab's, if up; else this host)",
+    )
+    sp.add_argument(
+        "--confirm",
+        metavar="DURATION",
+        help="roll back by itself unless `cell confirm` comes within DURATION (e.g. 5m)",
     )
     sp.set_defaults(handler=cmd_apply)

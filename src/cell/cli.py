@@ -162,8 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_apply_commands(sub)
     add_lab_commands(sub)
-    # bridge commands
-    # gitops commands
+    from cell.bridge_cli import add_bridge_commands
+
+    add_bridge_commands(sub)
+    from cell.gitops.cli import add_gitops_commands
+
+    add_gitops_commands(sub)
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     sp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")

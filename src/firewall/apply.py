@@ -218,3 +218,39 @@ def delete_table(netns: str | None = None) -> None:
         return int(rc)
 
     _in(netns, go)
+
+
+def objects_of(document: bytes | dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects a rendered document adds after replacing the table: what `read_table` must
+    list back once it is applied (compare with `canonical`)."""
+    doc = json.loads(document) if isinstance(document, bytes) else document
+    cmds = doc["nftables"]
+    start = max((i for i, c in enumerate(cmds) if "delete" in c), default=-1) + 1
+    return [c["add"] for c in cmds[start:] if "add" in c]
+
+
+def restore_document(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """A document that puts a table back exactly as `read_table` listed it: the same objects in the
+    same order, counter values and set elements included. Handles are the kernel's to give."""
+    table = {"table": {"family": FAMILY, "name": TABLE}}
+    body = [
+        {"add": {kind: {k: v for k, v in fields.items() if k != "handle"}}}
+        for obj in objects
+        for kind, fields in obj.items()
+    ]
+    return {"nftables": [{"add": table}, {"delete": table}, *body]}
+
+
+def read_table_text(netns: str | None = None) -> str | None:
+    """The live table as nft itself prints it (stateless, with `# handle N` after each rule):
+    the printer of last resort for rules written by hand in syntax our printer does not know."""
+
+    def go() -> tuple[int, str]:
+        nft = nftables.Nftables()
+        nft.set_handle_output(True)
+        nft.set_stateless_output(True)
+        rc, out, _ = nft.cmd(f"list table {FAMILY} {TABLE}")
+        return int(rc), str(out)
+
+    rc, out = _in(netns, go)
+    return out if rc == 0 else None

@@ -1,0 +1,306 @@
+"""Drift: every difference between the live system and what the journal says is applied.
+
+Four comparisons, each usable alone (the watcher runs the one its event concerns):
+- nftables: the live `table inet cell` against the applied ruleset, as canonical objects (a plain
+  comparison); the diff is printed in nft syntax, one line per rule, set element, chain, counter;
+- files: every installed artifact against the stored bytes that were applied;
+- processes: dnsmasq (sinkhole, resolver) and mosquitto running, with the applied command line;
+- repo: HEAD is the applied commit, and every commit after it would pass the trust gate.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cell.apply import RULESET, Target, service_argv, service_pids, service_strays
+from cell.gitops.journal import Entry
+from cell.gitops.state import State
+from firewall import apply as fw
+from firewall.nfttext import render_text
+from policies import gitrepo
+from policies.trust import TrustRefused, check_range
+
+MAX_DIFF = 80
+"""Lines of diff kept per finding: enough to read, bounded for the ledger."""
+_SERVICE = {
+    "sinkhole": "dnsmasq (sinkhole)",
+    "resolver": "dnsmasq (resolver)",
+    "broker": "mosquitto",
+}
+
+
+@dataclass
+class Finding:
+    kind: str
+    """nftables, file, process, repo."""
+    what: str
+    diff: str = ""
+    by: dict[str, Any] | None = None
+    """The process that made the change, when the kernel says so: {pid, name}."""
+    since: str | None = None
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.kind}\0{self.what}\0{self.diff}".encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+
+class Expected:
+    """What one journal entry says the live system is, loaded once from the store."""
+
+    def __init__(self, state: State, entry: Entry) -> None:
+        self.entry = entry
+        self.files = state.load_rendered(entry.rendered)
+        self.objects = fw.objects_of(self.files[RULESET])
+        self.canonical = fw.canonical(self.objects)
+
+
+@dataclass
+class TableState:
+    state: str
+    """applied, pending (an interrupted apply's commit), other, absent."""
+    commit: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "commit": self.commit}
+
+
+def check_table(
+    exp: Expected, target: Target, pending: Expected | None = None
+) -> tuple[TableState, Finding | None]:
+    live = fw.read_table(target.netns)
+    canon = fw.canonical(live)
+    c12 = exp.entry.commit[:12]
+    if canon == exp.canonical:
+        return TableState("applied", exp.entry.commit), None
+    if pending is not None and canon == pending.canonical:
+        state = TableState("pending", pending.entry.commit)
+        what = (
+            f"table inet cell is wholly the interrupted apply's commit "
+            f"{pending.entry.commit[:12]}, not the applied {c12}"
+        )
+    elif live is None:
+        return TableState("absent", None), Finding("nftables", "table inet cell was deleted")
+    else:
+        state = TableState("other", None)
+        what = f"table inet cell differs from the applied commit {c12}"
+    diff = table_diff(exp.objects, live or [], target.netns, f"applied {c12}")
+    changes = sum(1 for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
+    return state, Finding("nftables", f"{what} ({changes} lines differ)", diff)
+
+
+def table_diff(
+    expected: list[dict[str, Any]], live: list[dict[str, Any]], netns: str | None, label: str
+) -> str:
+    """A unified diff, in nft syntax, from the applied table to the live one."""
+    fallback: dict[int, str] = {}
+    if any(_line(o) is None for o in live):
+        # A rule our printer cannot write (hand-made syntax): nft itself prints it, by handle.
+        text = fw.read_table_text(netns) or ""
+        for m in re.finditer(r"^\s*(.*?)\s*# handle (\d+)$", text, re.M):
+            fallback[int(m.group(2))] = m.group(1).rstrip(" {")
+    lines = difflib.unified_diff(
+        _lines(expected, {}), _lines(live, fallback), label, "live", n=1, lineterm=""
+    )
+    out = list(lines)
+    if len(out) > MAX_DIFF:
+        out = [*out[:MAX_DIFF], f"... {len(out) - MAX_DIFF} more lines"]
+    return "\n".join(out)
+
+
+_TABLE = {"table": {"family": fw.FAMILY, "name": fw.TABLE}}
+
+
+def _lines(objects: list[dict[str, Any]], fallback: dict[int, str]) -> list[str]:
+    """nft lines in reading order: counters and sets, then each chain followed by its rules."""
+    chains = {o["chain"]["name"]: o for o in objects if "chain" in o}
+    rules = [o for o in objects if "rule" in o]
+    ordered = [o for o in objects if "chain" not in o and "rule" not in o]
+    for name, chain in chains.items():
+        ordered += [chain, *(r for r in rules if r["rule"].get("chain") == name)]
+    ordered += [r for r in rules if r["rule"].get("chain") not in chains]
+    out: list[str] = []
+    for obj in ordered:
+        printed = _line(obj, chains)
+        if printed is None:
+            ((kind, body),) = obj.items()
+            handle = body.get("handle")
+            shown = fallback.get(handle) if isinstance(handle, int) else None
+            where = f"chain {body.get('chain')}: " if kind == "rule" else f"{kind} "
+            printed = [where + (shown or json.dumps(json.loads(fw.canonical([obj]))[0]))]
+        out += printed
+    return out
+
+
+def _line(obj: dict[str, Any], chains: dict[str, Any] | None = None) -> list[str] | None:
+    """One object as nft lines (a set: its head, then an element per line); None: unprintable."""
+    ((kind, body),) = json.loads(fw.canonical([obj]))[0].items()
+    clean = {kind: body}
+    try:
+        if kind == "table":
+            return []
+        if kind == "rule":
+            stand_in = {"type": "filter", "hook": "input", "prio": 0, "policy": "accept"}
+            chain = (chains or {}).get(body["chain"]) or {"chain": {**body, **stand_in}}
+            text = render_text([_TABLE, chain, clean]).decode().splitlines()
+            return [f"chain {body['chain']}: {text[-3].strip()}"]
+        text = render_text([_TABLE, clean]).decode().splitlines()
+    except (ValueError, KeyError, TypeError, StopIteration):
+        return None
+    inner = [ln.strip().rstrip(",") for ln in text[text.index("table inet cell {") + 1 : -1]]
+    if kind == "set":
+        head = [ln for ln in inner if not ln.startswith(("elements", "}")) and "set " not in ln]
+        elems = inner[inner.index("elements = {") + 1 : -2] if "elements = {" in inner else []
+        name = body["name"]
+        return [f"set {name}: {'; '.join(head)}"] + [f"set {name}: element {e}" for e in elems]
+    if kind == "chain":
+        return [f"chain {body['name']}: {inner[1]}"]
+    return [" ".join(inner).replace("{ }", "").strip()]
+
+
+def check_files(exp: Expected, target: Target) -> list[Finding]:
+    out = []
+    c12 = exp.entry.commit[:12]
+    for name, want in sorted(exp.files.items()):
+        path = target.config / name
+        try:
+            have = path.read_bytes()
+            since = _mtime(path)
+        except OSError:
+            out.append(Finding("file", f"{path} is missing (applied commit {c12} installed it)"))
+            continue
+        if have != want:
+            diff = difflib.unified_diff(
+                want.decode(errors="replace").splitlines(),
+                have.decode(errors="replace").splitlines(),
+                f"applied {c12}: {name}",
+                f"live: {path}",
+                n=1,
+                lineterm="",
+            )
+            shown = "\n".join(list(diff)[:MAX_DIFF])
+            what = f"{path} differs from the applied commit {c12}"
+            out.append(Finding("file", what, shown, since=since))
+    return out
+
+
+def check_processes(target: Target) -> list[Finding]:
+    out = []
+    argv = service_argv(target)
+    strays = service_strays(target)
+    for service, pid in service_pids(target).items():
+        name = _SERVICE[service]
+        if strays[service]:
+            pids = ", ".join(map(str, strays[service]))
+            out.append(
+                Finding(
+                    "process",
+                    f"{name} runs as pid {pids}, which Cell did not record "
+                    "(left by an interrupted apply?)",
+                )
+            )
+        if pid is None:
+            if not strays[service]:
+                out.append(Finding("process", f"{name} is not running"))
+            continue
+        try:
+            have = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        running = [a.decode(errors="replace") for a in have]
+        if running != argv[service]:
+            what = f"{name} (pid {pid}) runs {' '.join(running)!r}, not the applied"
+            out.append(Finding("process", f"{what} {' '.join(argv[service])!r}"))
+    return out
+
+
+def check_repo(repo: str | Path, entry: Entry) -> list[Finding]:
+    try:
+        head = gitrepo.head(repo)
+    except gitrepo.GitError as e:
+        return [Finding("repo", f"the site-config repo is unreadable: {e}")]
+    if head == entry.commit:
+        return []
+    said = gitrepo.subject(repo, head)[:60]
+    out = [
+        Finding("repo", f'repo HEAD is {head[:12]} "{said}", not the applied {entry.commit[:12]}')
+    ]
+    try:
+        verdicts = check_range(repo, entry.commit, head, None)
+    except TrustRefused as e:
+        return [*out, Finding("repo", str(e).removeprefix("refused: "))]
+    for v in verdicts:
+        if not v.ok:
+            label = "unsigned" if v.reason == "unsigned" else f"untrusted ({v.reason})"
+            out.append(Finding("repo", f"local {label} commit {v.commit[:12]}", v.explain()))
+    return out
+
+
+def compare_entry(
+    state: State, entry: Entry, target: Target, pending: Entry | None = None
+) -> list[Finding]:
+    """Live versus one entry: table, files, processes (not the repo)."""
+    exp = Expected(state, entry)
+    _, table = check_table(exp, target, Expected(state, pending) if pending else None)
+    return [f for f in (table,) if f] + check_files(exp, target) + check_processes(target)
+
+
+def _mtime(path: Path) -> str:
+    when = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="milliseconds")
+    return when.replace("+00:00", "Z")
+
+
+@dataclass
+class Report:
+    """One full comparison: what is applied, what the table is, and every finding."""
+
+    applied: Entry | None
+    pending: Entry | None
+    table: TableState | None
+    findings: list[Finding]
+
+    @property
+    def in_sync(self) -> bool:
+        return self.applied is not None and not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "in_sync": self.in_sync,
+            "applied": _brief(self.applied),
+            "pending": _brief(self.pending),
+            "table": self.table.to_json() if self.table else None,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def _brief(entry: Entry | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "commit": entry.commit,
+        "subject": entry.subject,
+        "signer": entry.signer,
+        "time": entry.time,
+        "via": entry.via,
+    }
+
+
+def compare_all(
+    state: State, applied: Entry, pending: Entry | None, target: Target, repo: str | Path | None
+) -> Report:
+    """Everything, once: `cell drift`, and the watcher's periodic safety net."""
+    exp = Expected(state, applied)
+    table, finding = check_table(exp, target, Expected(state, pending) if pending else None)
+    findings = [finding] if finding else []
+    findings += check_files(exp, target) + check_processes(target)
+    findings += check_repo(repo or applied.repo, applied)
+    return Report(applied, pending, table, findings)

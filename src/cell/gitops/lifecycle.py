@@ -1,0 +1,375 @@
+"""The apply lifecycle, in order: pull, trust gate, render, check, apply, read back, journal, ledger.
+
+Every step before "apply" changes nothing live; `cell.apply.apply_policy` puts the live system
+back if any later step fails. The journal names the commit as `pending` before anything live is
+touched and as `applied` after the read-back, so a crash at any instant leaves a journal that
+names what the live system may be (see `cell.gitops.journal`). One apply at a time: every
+function here that changes something holds STATE/locks/apply.
+
+Rollback and reconcile re-install a stored commit (tree and rendered artifacts, `State`), not the
+repo: they work when the repo is gone, and they put back exactly the bytes that were applied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cell.apply import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
+from cell.gitops import confirm as confirmation
+from cell.gitops import ledger
+from cell.gitops.journal import Entry, Journal, read_journal, write_journal
+from cell.gitops.state import State, StateError
+from cell.gitops.target import layout_json, target_of
+from cell.render import MANIFEST, render_all
+from policies import Policy, gitrepo, load_policy
+from policies.errors import CellError, PolicyError
+from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_dirty
+from policies.trust import gate as trust_gate
+from policies.types import duration_seconds
+
+
+class NothingToDo(CellError):
+    """Rollback with nothing before, confirm with nothing pending, apply while a confirm waits."""
+
+    exit_code = 2
+
+
+@dataclass
+class Outcome:
+    entry: Entry
+    previous: Entry | None
+    report: Report
+    verdicts: list[Verdict] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=dict)
+    confirm: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def enrolled(state: State) -> Anchor | None:
+    ssh, pgp = state.trust / SSH_SIGNERS, state.trust / PGP_KEYS
+    if not ssh.exists() and not pgp.exists():
+        return None
+    return Anchor(_bytes(ssh), _bytes(pgp), f"the enrolled {SSH_SIGNERS} ({state.trust})")
+
+
+def _bytes(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
+
+
+def apply_head(
+    state: State, repo: Path, target: Target, *, confirm_s: int | None = None
+) -> Outcome:
+    """`cell apply`: make the repo's HEAD live, if every commit since the applied one is trusted."""
+    notes = settle(state)
+    with state.lock():
+        journal = read_journal(state)
+        force = recover(state, journal, notes)
+        waiting = confirmation.read(state)
+        if waiting is not None:
+            raise NothingToDo(
+                f"a confirm is pending for {waiting['commit'][:12]} until {waiting['deadline']}: "
+                "`cell confirm` to keep it or `cell rollback` to undo it, then apply"
+            )
+        base = journal.applied
+        if confirm_s is not None and base is None:
+            raise NothingToDo(
+                "--confirm needs a previously applied commit to fall back to; this is the "
+                "Cell's first apply (apply without --confirm)"
+            )
+        try:
+            refuse_dirty(repo)
+            if gitrepo.upstream(repo):
+                gitrepo.pull(repo)
+            head = gitrepo.head(repo)
+            verdicts = trust_gate(repo, base.commit if base else None, head, enrolled(state))
+        except TrustRefused as e:
+            ledger.append(state, "refusal", repo=str(repo), **e.to_json())
+            raise
+        except gitrepo.GitError as e:
+            ledger.append(state, "failure", step="pull", repo=str(repo), message=str(e))
+            raise
+        if confirm_s is not None and base is not None and base.commit == head:
+            raise NothingToDo(
+                f"HEAD {head[:12]} is already the applied commit: there is no change to confirm "
+                "(apply without --confirm to re-install it)"
+            )
+        tree = state.store_tree(head, lambda dest: gitrepo.export(repo, head, dest))
+        policy = _load(tree, head, state, repo)
+        files = render_all(policy, target.layout)
+        signature = (
+            verdicts[-1].signature.to_json() if verdicts else (base.signature if base else {})
+        )
+        subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
+        entry = _entry(state, policy, files, target, head, subject, signature, repo)
+        out = _install(
+            state,
+            journal,
+            target,
+            policy,
+            files,
+            entry,
+            kind="apply",
+            force=force,
+            pushes=base is None or base.commit != head,
+        )
+        out.verdicts, out.notes = verdicts, notes
+        if confirm_s is not None and out.previous is not None:
+            out.confirm = confirmation.arm(state, entry, out.previous, confirm_s)
+            ledger.append(
+                state,
+                "confirm-pending",
+                commit=head,
+                deadline=out.confirm["deadline"],
+                fallback=out.previous.commit,
+            )
+        return out
+
+
+def rollback(state: State, *, reason: str = "operator") -> Outcome:
+    """`cell rollback`: go back one applied commit (and drop a pending confirm with it)."""
+    with state.lock():
+        return _rollback_locked(state, reason)
+
+
+def _rollback_locked(state: State, reason: str) -> Outcome:
+    journal = read_journal(state)
+    notes: list[str] = []
+    force = recover(state, journal, notes)
+    if not journal.previous or journal.applied is None:
+        raise NothingToDo("nothing to roll back to: the journal holds no earlier applied commit")
+    back, rest = journal.previous[0], journal.previous[1:]
+    entry = back.again("rollback")
+    target = target_of(entry)
+    policy, files = _stored(state, entry)
+    out = _install(
+        state,
+        journal,
+        target,
+        policy,
+        files,
+        entry,
+        kind="rollback",
+        force=force,
+        pushes=False,
+        stack=rest,
+        extra={"reason": reason, "from": journal.applied.commit},
+    )
+    confirmation.clear(state)
+    out.notes = notes
+    return out
+
+
+def reconcile(state: State) -> Outcome:
+    """Re-install the applied commit as it was applied: files, table, services (all restarted)."""
+    with state.lock():
+        journal = read_journal(state)
+        notes: list[str] = []
+        recover(state, journal, notes)
+        if journal.applied is None:
+            raise NothingToDo("nothing to reconcile: nothing was ever applied with `cell apply`")
+        entry = journal.applied.again("reconcile")
+        policy, files = _stored(state, entry)
+        out = _install(
+            state,
+            journal,
+            target_of(entry),
+            policy,
+            files,
+            entry,
+            kind="reconcile",
+            force=True,
+            pushes=False,
+        )
+        out.notes = notes
+        return out
+
+
+def confirm(state: State) -> dict[str, Any]:
+    """`cell confirm`: keep the commit applied with `--confirm`, before its deadline."""
+    settled = settle(state)
+    with state.lock():
+        doc = confirmation.read(state)
+        if doc is None:
+            if settled:
+                raise NothingToDo(f"too late: {settled[0]}")
+            raise NothingToDo("nothing to confirm: no apply with --confirm is waiting")
+        confirmation.clear(state)
+        ledger.append(state, "confirm", commit=doc["commit"], deadline=doc["deadline"])
+        return doc
+
+
+def settle(state: State) -> list[str]:
+    """Act on an overdue confirm deadline (roll back), whoever notices it first."""
+    doc = confirmation.read(state)
+    if doc is None or not confirmation.overdue(doc):
+        return []
+    with state.lock():
+        doc = confirmation.read(state)
+        if doc is None or not confirmation.overdue(doc):
+            return []
+        journal = read_journal(state)
+        if journal.applied is None or journal.applied.commit != doc.get("commit"):
+            confirmation.clear(state)
+            return []
+        out = _rollback_locked(state, f"confirm deadline {doc['deadline']} passed")
+        return [
+            f"the confirm deadline {doc['deadline']} for {doc['commit'][:12]} passed: rolled back "
+            f"to {out.entry.commit[:12]}"
+        ]
+
+
+def recover(state: State, journal: Journal, notes: list[str]) -> bool:
+    """Settle what a killed apply left (`pending`); True when services must all be restarted.
+
+    If the live system is wholly the pending commit, that apply only missed its last write and is
+    completed; otherwise the pending entry is dropped and the caller re-installs everything.
+    """
+    pending = journal.pending
+    if pending is None:
+        return False
+    from cell.gitops.drift import compare_entry
+
+    live = compare_entry(state, pending, target_of(pending))
+    if not live:
+        journal.promote(replace(pending, via="recovered"), pushes=journal.applied is not None)
+        outcome = "completed"
+    else:
+        journal.pending = None
+        outcome = "abandoned"
+    write_journal(state, journal)
+    done = _summary(pending) if outcome == "completed" else {"commit": pending.commit}
+    ledger.append(state, "recovery", outcome=outcome, findings=[f.what for f in live], **done)
+    notes.append(f"an interrupted apply of {pending.commit[:12]} was {outcome}")
+    return outcome == "abandoned"
+
+
+def _install(
+    state: State,
+    journal: Journal,
+    target: Target,
+    policy: Policy,
+    files: dict[str, bytes],
+    entry: Entry,
+    *,
+    kind: str,
+    force: bool,
+    pushes: bool,
+    stack: list[Entry] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Outcome:
+    previous = journal.applied
+    changes = _changes(state, previous, files)  # now: the journal write below may prune `previous`
+    try:
+        check_artifacts(files, target, policy)
+        journal.pending = entry
+        write_journal(state, journal)
+        baseline = {} if force else (previous.digests if previous else None)
+        report = apply_policy(policy, target, files=files, baseline=baseline, checked=True)
+    except (CellError, OSError, subprocess.SubprocessError) as e:
+        if journal.pending is not None:
+            journal.pending = None
+            write_journal(state, journal)
+        where = target.netns or "this host"
+        err = (
+            e
+            if isinstance(e, CellError)
+            else ApplyError(
+                f"{kind} of {entry.commit[:12]} failed, nothing changed on {where}: {e}"
+            )
+        )
+        ledger.append(state, "failure", step=kind, commit=entry.commit, message=str(err))
+        raise err from None
+    journal.promote(entry, pushes=pushes)
+    if stack is not None:
+        journal.previous = stack
+    write_journal(state, journal)
+    ledger.append(state, kind, **_summary(entry), **changes, **(extra or {}))
+    return Outcome(entry, previous, report, changes=changes)
+
+
+def _summary(entry: Entry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "commit": entry.commit,
+        "subject": entry.subject,
+        "signature": entry.signature,
+        "digests": entry.digests,
+        "netns": entry.netns,
+        "repo": entry.repo,
+        "layout": entry.layout,
+        "site": entry.site,
+        "via": entry.via,
+    }
+
+
+def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> dict[str, Any]:
+    """What this apply changed against the one before: artifact names and nft rule lines."""
+    try:
+        old = state.load_rendered(previous.rendered) if previous else {}
+    except StateError:
+        old = {}  # the store lost it: everything counts as changed, which is never wrong here
+    changed = sorted(n for n in files if n != MANIFEST and old.get(n) != files[n])
+    before = old.get("nftables/ruleset.nft", b"").decode().splitlines()
+    after = files["nftables/ruleset.nft"].decode().splitlines()
+    diff = list(difflib.ndiff(before, after))
+    added = [d[2:].strip() for d in diff if d.startswith("+ ")]
+    removed = [d[2:].strip() for d in diff if d.startswith("- ")]
+    return {"changed": changed, "rules": {"added": added, "removed": removed}}
+
+
+def _entry(
+    state: State,
+    policy: Policy,
+    files: dict[str, bytes],
+    target: Target,
+    commit: str,
+    subject: str,
+    signature: dict[str, Any],
+    repo: Path,
+) -> Entry:
+    import json
+
+    return Entry(
+        commit=commit,
+        subject=subject,
+        signature=signature,
+        digests=json.loads(files[MANIFEST])["files"],
+        rendered=state.store_rendered(files),
+        site=policy.site.site.id,
+        netns=target.netns,
+        layout=layout_json(target),
+        repo=str(Path(repo).resolve()),
+        drift_mode=policy.site.drift.mode,
+        drift_interval=duration_seconds(policy.site.drift.interval),
+    )
+
+
+def _load(tree: Path, commit: str, state: State, repo: Path) -> Policy:
+    """The policy of a commit, with errors that name the commit rather than our copy of it."""
+    try:
+        return load_policy(tree)
+    except PolicyError as e:
+        named = [replace(d, file=f"{commit[:12]}:{Path(d.file).name}") for d in e.diagnostics]
+        err = PolicyError(named)
+        ledger.append(
+            state,
+            "refusal",
+            reason="invalid-policy",
+            commit=commit,
+            repo=str(repo),
+            message=str(err),
+        )
+        raise err from None
+
+
+def _stored(state: State, entry: Entry) -> tuple[Policy, dict[str, bytes]]:
+    """The policy and the exact artifacts of a stored, once-applied commit."""
+    policy = load_policy(state.trees / entry.commit)
+    return policy, state.load_rendered(entry.rendered)
+
+
+__all__ = ["RULESET", "NothingToDo", "Outcome", "apply_head", "confirm", "reconcile", "rollback"]
