@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from cell.apply import apply_lab, lab_target, service_pids, service_strays
+from cell.apply import apply_lab, lab_target
 from cell.lab import LabInfo, lab_down, lab_up
+from cell.services import service_pids, service_strays
 from firewall import apply as fw
 from firewall import netns
 from policies import load_policy

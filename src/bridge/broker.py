@@ -11,7 +11,10 @@ business: it goes through a `Runner`, the seam that the appliance fills and unit
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +89,50 @@ def local_connectable(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+def check_config(conf: Path, port: int, log: Path, timeout: float = 5.0) -> None:
+    """mosquitto 2.0 has no config-test flag, so run it on `conf` until it listens on `port`.
+
+    It runs in a network namespace of its own (unshare in the child: gone with the process, even
+    if we are killed), so it binds no live port and its bridge reaches nothing. Raises
+    `BrokerError` with mosquitto's last words if it exits or does not listen in time.
+    """
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_own_netns,  # noqa: PLW1509
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _listens(proc.pid, port):
+                return
+            time.sleep(0.01)
+        said = b"" if proc.poll() is None else (proc.stdout.read() if proc.stdout else b"")
+        logged = log.read_bytes() if log.exists() else b""
+        why = (said or logged).decode(errors="replace").strip().splitlines()[-3:]
+        raise BrokerError(f"mosquitto refused the candidate config {conf}: {' | '.join(why)}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _own_netns() -> None:
+    if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """A TCP socket in LISTEN on `port` in the namespace of `pid` (/proc/PID/net/tcp)."""
+    with contextlib.suppress(OSError):
+        for row in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False

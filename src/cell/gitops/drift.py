@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell.apply import RULESET, Target, service_argv, service_pids, service_strays
 from cell.gitops.journal import Entry
 from cell.gitops.state import State
+from cell.services import service_argv, service_pids, service_strays
+from cell.target import RULESET, Target
 from firewall import apply as fw
 from firewall.nfttext import render_text
 from policies import gitrepo

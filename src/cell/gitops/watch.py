@@ -1,7 +1,7 @@
 """`cell drift --watch`: drift reported as it happens. Events first, a periodic full pass behind.
 
 One thread, one selector:
-- the nftables netlink monitor (`nftmon`, in the gateway's namespace): a transaction touching
+- the nftables netlink monitor (`firewall.monitor`, in the gateway's namespace): a transaction touching
   `table inet cell` -> compare the table; the kernel names the process that committed it;
 - inotify on the installed config directories -> compare the files;
 - inotify on the services' pid files, and a pidfd per running service -> compare the processes;
@@ -37,10 +37,10 @@ from cell.gitops.drift import (
 )
 from cell.gitops.inotify import Inotify
 from cell.gitops.journal import now_iso, read_journal
-from cell.gitops.nftmon import NftMonitor
 from cell.gitops.report import format_event, record
 from cell.gitops.state import State
 from cell.gitops.target import target_of
+from firewall.monitor import NftMonitor
 from policies import gitrepo
 from policies.errors import CellError
 
@@ -145,7 +145,7 @@ class Watcher:
             self.sel.unregister(fd)
             os.close(fd)
         self.pidfds = {}
-        from cell.apply import service_pids
+        from cell.services import service_pids
 
         for pid in service_pids(self.target).values():
             if pid is None:

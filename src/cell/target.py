@@ -1,0 +1,40 @@
+"""Where an apply goes: a network namespace (None: this host) and a file layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from policies.layout import Layout
+
+RULESET = "nftables/ruleset.json"
+DNS_CONFS = ("dnsmasq/sinkhole.conf", "dnsmasq/resolver.conf")
+
+
+@dataclass
+class Target:
+    """Where to apply: a network namespace (None: this host) and a file layout."""
+
+    netns: str | None
+    layout: Layout
+    credentials: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return Path(self.layout.config)
+
+    @property
+    def state(self) -> Path:
+        return Path(self.layout.state)
+
+    @property
+    def resolv_conf(self) -> str | None:
+        """Inside a lab namespace, processes resolve through the gateway's own resolver."""
+        return str(self.state / "resolv.conf") if self.netns else None
+
+
+def read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
