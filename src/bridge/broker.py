@@ -24,6 +24,7 @@ from policies.errors import CellError
 
 Action = Literal["unchanged", "started", "reloaded", "restarted"]
 RESTART_FILES = ("mosquitto/mosquitto.conf", "mosquitto/conf.d/bridge.conf")
+INCLUDE_DIR = "mosquitto/conf.d/"  # any file here is bridge or listener config: a restart
 RELOAD_FILES = ("mosquitto/acl", "mosquitto/passwd")
 
 
@@ -72,7 +73,7 @@ class Broker:
         if not self.runner.running(self.pidfile):
             self.start()
             return "started"
-        if changed & set(RESTART_FILES):
+        if changed & set(RESTART_FILES) or any(n.startswith(INCLUDE_DIR) for n in changed):
             self.stop()
             self.start()
             return "restarted"

@@ -71,7 +71,7 @@ def apply_policy(
         n
         for n, data in files.items()
         if snap.files[n] != data or (baseline is not None and baseline.get(n) != digest(data))
-    )
+    ) + [n for n in snap.files if n not in files]
     try:
         _install(files, target)
         fw.apply(files[RULESET], target.netns)
@@ -106,9 +106,23 @@ def read_back(files: dict[str, bytes], target: Target) -> None:
         raise ApplyError(f"read-back: not running after the apply: {', '.join(down)}")
 
 
+INCLUDE_DIR = "mosquitto/conf.d"
+
+
+def _extras(files: dict[str, bytes], target: Target) -> list[str]:
+    """Files in mosquitto's include_dir that this render does not have: mosquitto would load
+    them all the same (a second bridge, say), so an apply removes them."""
+    folder = target.config / INCLUDE_DIR
+    if not folder.is_dir():
+        return []
+    names = (f"{INCLUDE_DIR}/{p.name}" for p in folder.iterdir() if p.is_file())
+    return sorted(n for n in names if n not in files)
+
+
 def _snapshot(files: dict[str, bytes], target: Target) -> _Snapshot:
+    names = [*files, *_extras(files, target)]
     return _Snapshot(
-        files={name: read_file(target.config / name) for name in files},
+        files={name: read_file(target.config / name) for name in names},
         passwd=read_file(target.state / PASSWD_RELATIVE),
         table=fw.read_table(target.netns),
         running={s: pid is not None for s, pid in services.service_pids(target).items()},
@@ -116,6 +130,8 @@ def _snapshot(files: dict[str, bytes], target: Target) -> _Snapshot:
 
 
 def _install(files: dict[str, bytes], target: Target) -> None:
+    for extra in _extras(files, target):
+        (target.config / extra).unlink()
     write_tree(target.config, files)
     for sub in ("mosquitto", "dnsmasq"):
         (target.state / sub).mkdir(parents=True, exist_ok=True)

@@ -254,3 +254,30 @@ def read_table_text(netns: str | None = None) -> str | None:
 
     rc, out = _in(netns, go)
     return out if rc == 0 else None
+
+
+def other_tables(netns: str | None = None) -> dict[str, str]:
+    """Every table in the namespace except Cell's, as `family name` -> its listing in nft syntax.
+
+    Cell never touches them, but any of them could accept or forward what Cell's table drops
+    (a netdev ingress `fwd`, an `ip` table with a hook of its own), so the drift watcher shows them.
+    """
+
+    def go() -> dict[str, str]:
+        nft = nftables.Nftables()
+        nft.set_json_output(True)
+        rc, out, _ = nft.cmd("list tables")
+        if rc != 0:
+            return {}
+        found: dict[str, str] = {}
+        for item in json.loads(out or "{}").get("nftables", []):
+            t = item.get("table")
+            if not t or (t["family"], t["name"]) == (FAMILY, TABLE):
+                continue
+            text = nftables.Nftables()
+            text.set_stateless_output(True)
+            _, listing, _ = text.cmd(f"list table {t['family']} {t['name']}")
+            found[f"{t['family']} {t['name']}"] = str(listing)
+        return found
+
+    return _in(netns, go)

@@ -99,10 +99,12 @@ class NftMonitor:
                     change.process = comm.rstrip(b"\0").decode(errors="replace") if comm else None
                     done.append(change)
                 continue
-            if family != self.family or attrs.get(1, b"").rstrip(b"\0") != self.table:
-                continue
+            table = attrs.get(1, b"").rstrip(b"\0")
             name = attrs.get(_NAME_ATTR.get(msg, -1), b"").rstrip(b"\0").decode(errors="replace")
             what = _WHAT.get(msg, f"message {msg}") + (f" ({name})" if name else "")
+            if family != self.family or table != self.table:
+                # Another table can let through what Cell drops: its changes are drift too.
+                what += f" in table {table.decode(errors='replace')} (family {family})"
             if self._open is None:
                 self._open = Change()
             if what not in self._open.what:

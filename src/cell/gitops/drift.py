@@ -168,8 +168,41 @@ def _line(obj: dict[str, Any], chains: dict[str, Any] | None = None) -> list[str
     return [" ".join(inner).replace("{ }", "").strip()]
 
 
-def check_files(exp: Expected, target: Target) -> list[Finding]:
+def check_other_tables(target: Target) -> list[Finding]:
+    """Any nftables table beside Cell's: it could accept or forward what Cell's table drops."""
+    return [
+        Finding(
+            "nftables",
+            f"table {name} exists beside table inet cell: it could let through what Cell drops",
+            listing.strip()[:4000],
+        )
+        for name, listing in sorted(fw.other_tables(target.netns).items())
+    ]
+
+
+# Directories whose every file a component reads (mosquitto's include_dir): a file that Cell did
+# not render there is live configuration all the same.
+WATCHED_DIRS = ("mosquitto/conf.d", "mosquitto", "dnsmasq", "nftables")
+
+
+def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
     out = []
+    for sub in WATCHED_DIRS:
+        folder = target.config / sub
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            rel = f"{sub}/{path.name}"
+            if path.is_file() and rel not in exp.files and not path.name.startswith("."):
+                what = f"{path} is not a file Cell rendered for commit {exp.entry.commit[:12]}"
+                if sub == "mosquitto/conf.d":
+                    what += ": mosquitto loads every file in this directory"
+                out.append(Finding("file", what, since=_mtime(path)))
+    return out
+
+
+def check_files(exp: Expected, target: Target) -> list[Finding]:
+    out = check_extra_files(exp, target)
     c12 = exp.entry.commit[:12]
     for name, want in sorted(exp.files.items()):
         path = target.config / name
@@ -252,7 +285,8 @@ def compare_entry(
     """Live versus one entry: table, files, processes (not the repo)."""
     exp = Expected(state, entry)
     _, table = check_table(exp, target, Expected(state, pending) if pending else None)
-    return [f for f in (table,) if f] + check_files(exp, target) + check_processes(target)
+    findings = [f for f in (table,) if f] + check_other_tables(target)
+    return findings + check_files(exp, target) + check_processes(target)
 
 
 def _mtime(path: Path) -> str:
@@ -302,6 +336,7 @@ def compare_all(
     exp = Expected(state, applied)
     table, finding = check_table(exp, target, Expected(state, pending) if pending else None)
     findings = [finding] if finding else []
+    findings += check_other_tables(target)
     findings += check_files(exp, target) + check_processes(target)
     findings += check_repo(repo or applied.repo, applied)
     return Report(applied, pending, table, findings)

@@ -1,0 +1,73 @@
+"""Drift that works around Cell's own table or files: another nftables table, and a config file
+Cell did not render in mosquitto's include directory. Both could let data leave the site while
+Cell's own table and files are untouched, so both are drift; an apply removes the stray file."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cell.apply import apply_lab
+from cell.lab import LabInfo, lab_down, lab_up
+from firewall import netns
+from policies import load_policy
+from test_drift import drift
+from test_lifecycle import Site
+from test_trust import Keys, SignedRepo
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LabInfo, Keys]]:
+    site_id = f"t-{uuid.uuid4().hex[:8]}"
+    root = tmp_path_factory.mktemp("bypass")
+    keys = Keys(root / "keys")
+    repo = SignedRepo(root / "seed", keys, site_id)
+    try:
+        yield site_id, lab_up(load_policy(repo.root), apply=apply_lab), keys
+    finally:
+        lab_down(site_id)
+        keys.close()
+
+
+@pytest.fixture
+def site(lab: tuple[str, LabInfo, Keys], tmp_path: Path) -> Site:
+    site_id, _, keys = lab
+    s = Site(tmp_path, keys, site_id)
+    s.apply()
+    return s
+
+
+def test_another_table_is_drift(site: Site, lab: tuple[str, LabInfo, Keys]) -> None:
+    _, info, _ = lab
+    assert drift(site)[0] == 0
+    netns.run(info.gateway, ["nft", "add table netdev sneaky"], check=True)
+    try:
+        code, doc = drift(site)
+        assert code == 3
+        (f,) = doc["findings"]
+        assert f["kind"] == "nftables" and "table netdev sneaky exists" in f["what"]
+        assert doc["table"]["state"] == "applied"  # Cell's own table is untouched
+    finally:
+        netns.run(info.gateway, ["nft", "delete table netdev sneaky"], check=True)
+    assert drift(site)[0] == 0
+
+
+def test_stray_include_file_is_drift_and_apply_removes_it(
+    site: Site, lab: tuple[str, LabInfo, Keys]
+) -> None:
+    _, info, _ = lab
+    stray = Path(info.layout.config) / "mosquitto/conf.d/zz-extra.conf"
+    stray.write_text("# a second bridge would go here\n")
+    code, doc = drift(site)
+    assert code == 3
+    assert any("zz-extra.conf is not a file Cell rendered" in f["what"] for f in doc["findings"])
+    site.repo.toggle_ntp(on=False)
+    site.repo.commit("narrow ntp")
+    site.apply()
+    assert not stray.exists()
+    assert drift(site)[0] == 0
