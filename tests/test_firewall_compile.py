@@ -123,7 +123,7 @@ def test_example_sets_say_what_the_flows_say(policy: Policy) -> None:
     )
     assert {"concat": ["eth0.20", cell_net, cam_net, "tcp", 554]} in sets["fwd_allow"]
     assert {"concat": ["eth0.20", "10.20.0.2", cam_net, "tcp", 80]} in sets["fwd_allow"]
-    assert {"concat": ["eth0.40", "10.40.0.50", "tcp", 22]} in sets["in_allow"]
+    assert {"concat": ["eth0.40", "10.40.0.50", "10.40.0.1", "tcp", 22]} in sets["in_allow"]
     for name in ("fwd_wan", "fwd_hub_bridge", "fwd_hub_mgmt"):
         assert not any("eth0.10" in json.dumps(e) for e in sets.get(name, [])), name
     assert "fwd_hub_bridge" not in sets  # no site host may reach the hub in the example
@@ -139,8 +139,10 @@ def test_literal_hub_is_a_static_element_and_not_wan(site: Site) -> None:
     text = render_text(compile_ruleset(p)).decode()
     assert 'oifname "eth1" ip daddr != @hub_bridge ip daddr != @hub_mgmt_0 meta l4proto' in text
     assert sets["resolvers"] == [{"prefix": {"addr": "0.0.0.0", "len": 0}}]
-    ssh = [e for e in sets["in_allow"] if e["concat"][0] == "eth0.10" and e["concat"][3] == 22]
-    assert ssh == [{"concat": ["eth0.10", {"prefix": {"addr": "10.10.0.0", "len": 24}}, "tcp", 22]}]
+    ssh = [e for e in sets["in_allow"] if e["concat"][0] == "eth0.10" and e["concat"][4] == 22]
+    assert ssh == [
+        {"concat": ["eth0.10", {"prefix": {"addr": "10.10.0.0", "len": 24}}, "10.10.0.1", "tcp", 22]}
+    ]
 
 
 # --- agreement with decide(), on an interpreter of the compiled JSON ------------------------------
@@ -228,9 +230,9 @@ def _crosses(scls: str, dcls: str) -> bool:
 
 
 def _endpoint(policy: Policy, addr: str, cls: str) -> Endpoint:
-    if cls in ("gateway", "hub.bridge", "hub.management"):
+    if cls in ("hub.bridge", "hub.management"):
         return Endpoint(cls, cls)  # type: ignore[arg-type]
-    ep = resolve(policy, addr)
+    ep = resolve(policy, addr)  # a gateway address resolves with its VLAN
     assert ep is not None
     return ep
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from cell import dnsq
 from firewall import apply as fw
 from firewall import netns as ns
 
@@ -32,41 +32,6 @@ class Env:
     outside: dict[str, Any]
 
 
-def _dns_query(name: str) -> bytes:
-    header = struct.pack(">HHHHHH", 0x4345, 0x0100, 1, 0, 0, 0)
-    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
-    return header + qname + struct.pack(">HH", 1, 1)
-
-
-def _first_a(reply: bytes) -> str | None:
-    """The first A record of a DNS reply (enough for the hub names the gateway resolves)."""
-    (qd, an) = struct.unpack(">HH", reply[4:8])
-    i = 12
-    for _ in range(qd):
-        while reply[i]:
-            i += reply[i] + 1
-        i += 5
-    for _ in range(an):
-        i += 2 if reply[i] & 0xC0 == 0xC0 else reply.index(0, i) - i + 1
-        rtype, _, _, rdlen = struct.unpack(">HHIH", reply[i : i + 10])
-        i += 10
-        if rtype == 1 and rdlen == 4:
-            return socket.inet_ntoa(reply[i : i + 4])
-        i += rdlen
-    return None
-
-
-def resolve_via(server: str, name: str, timeout: float = 1.0) -> str | None:
-    """Ask `server` for `name`'s A record, as a client of the Cell's resolver would."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(_dns_query(name), (server, 53))
-            return _first_a(s.recv(2048))
-        except (OSError, struct.error, IndexError, ValueError):
-            return None
-
-
 def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> str:
     """Runs inside the source namespace. Returns what came back ('' for nothing).
 
@@ -75,10 +40,10 @@ def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> 
     resolver returned, so this probes the whole path, not just the rule.
     """
     if dst.startswith("name:"):
-        resolved = resolve_via("127.0.0.1", dst[5:])
-        if resolved is None:
+        resolved = dnsq.resolve("127.0.0.1", dst[5:])
+        if not resolved:
             return ""
-        dst = resolved
+        dst = resolved[0]
     stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, stype) as s:
         s.settimeout(timeout)
@@ -89,7 +54,7 @@ def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> 
                 s.connect((dst, port))
                 return "connected"
             s.connect((dst, port))
-            s.send(_dns_query("probe.cell.invalid") if kind == "dns" else b"cell-probe\n")
+            s.send(dnsq.query("probe.cell.invalid") if kind == "dns" else b"cell-probe\n")
             data = s.recv(2048)
             return f"{'dns answer' if kind == 'dns' else 'udp reply'} ({len(data)} bytes)"
         except ConnectionRefusedError:
@@ -147,7 +112,7 @@ def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
     dst_addr = _address(dst, env, probe["expect"])
     label = {
         "from": src["name"],
-        "to": f"{dst['name']}:{probe['port']}/{probe['proto']}",
+        "to": probe["id"].split(">", 1)[1],
         "expect": probe["expect"],
     }
     if not netns or not dst_addr:

@@ -11,7 +11,7 @@ Each base chain (filter hook, priority 0, policy drop) runs, in order:
      follow by connection tracking. `ct state invalid` is counted, logged and dropped.
   2. input/output: `iif lo` / `oif lo` accept (the Cell's own services talk over loopback).
   3. the allows, each one lookup in a named set that the flows fill (`ruleset.compile_allowed`):
-       input    iifname . ip saddr . meta l4proto . th dport @in_allow          site -> gateway
+       input    iifname . ip saddr . ip daddr . meta l4proto . th dport @in_allow   site -> own gateway address
        forward  iifname . ip saddr . ip daddr . meta l4proto . th dport @fwd_allow  site -> site
                 oifname WAN, daddr not a hub's, iifname . ip saddr . proto . port @fwd_wan  -> wan
                 oifname WAN, ip daddr @hub_bridge (@hub_mgmt_N), iifname . ip saddr
@@ -230,7 +230,7 @@ def _sets(policy: Policy, allowed: Allowed) -> list[Json]:
 
     resolvers = {(a, a) for a in map(ip_int, policy.network.wan.resolvers)} or {ALL_V4}
     out = [
-        _set("in_allow", [*_IF_ADDR, *_PROTO_PORT], elems(allowed.in_allow)),
+        _set("in_allow", [*_IF_ADDR, "ipv4_addr", *_PROTO_PORT], elems(allowed.in_allow)),
         _set("fwd_allow", [*_IF_ADDR, "ipv4_addr", *_PROTO_PORT], elems(allowed.fwd_allow)),
         _set("fwd_wan", [*_IF_ADDR, *_PROTO_PORT], elems(allowed.fwd_wan)),
     ]
@@ -266,7 +266,7 @@ def _lookup(chain: str, key: Sequence[Json], name: str, *more: Json, comment: st
 def _input(policy: Policy) -> list[Json]:
     c, wan = "input", policy.network.wan.interface
     out = _head(c, "iif")
-    key = [_IIFNAME, _SADDR, _PROTO, _DPORT]
+    key = [_IIFNAME, _SADDR, _DADDR, _PROTO, _DPORT]
     out.append(_lookup(c, key, "in_allow", comment="flows: site -> gateway"))
     for v in _vlans(policy):
         out.append(_drop(c, v.name, GATEWAY, _match(_IIFNAME, v.interface)))

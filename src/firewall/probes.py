@@ -2,7 +2,7 @@
 
 Pure: derived from the policy alone. Every allowed flow is probed on each of its ports from a
 representative source; the dropped set covers each VLAN to the WAN, each sinkhole VLAN to an
-outside resolver, each VLAN to each gateway port it is not allowed, each VLAN to each other VLAN
+outside resolver and to DNS at every other VLAN's gateway address, each VLAN to each gateway port it is not allowed, each VLAN to each other VLAN
 on a port it is not allowed, and the gateway's own egress to a non-allowlisted address. A dropped
 probe names the counter that must rise, because a timeout alone proves nothing.
 
@@ -88,7 +88,7 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
         src_class = src["vlan"] if src["name"] != GATEWAY else GATEWAY
         probes.append(
             {
-                "id": f"{src['name']}>{dst['name']}:{port}/{proto}",
+                "id": f"{src['name']}>{_label(src, dst)}:{port}/{proto}",
                 "from": src,
                 "to": dst,
                 "port": port,
@@ -130,6 +130,17 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
                 )
                 break
         if v.name in policy.network.dns.sinkhole:
+            for other in policy.network.vlans:
+                if other.name != v.name:  # the Cell's resolver may listen there: never for us
+                    gw_other = _rep(policy, GATEWAY, other.name)
+                    add(
+                        src,
+                        gw_other,
+                        53,
+                        "udp",
+                        f"sinkhole VLAN {v.name} must not use DNS on VLAN {other.name}'s gateway address",
+                        GATEWAY,
+                    )
             resolver = {
                 "name": "outside-resolver",
                 "vlan": None,
@@ -179,6 +190,13 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
         WAN,
     )
     return probes
+
+
+def _label(src: dict[str, Any], dst: dict[str, Any]) -> str:
+    """How a probe names its target: a gateway address on another VLAN shows its address."""
+    if dst["name"] == GATEWAY and dst.get("vlan") and dst["vlan"] != src.get("vlan"):
+        return f"gateway@{dst['address']}"
+    return str(dst["name"])
 
 
 def _dst_class(dst: dict[str, Any]) -> str:

@@ -38,7 +38,7 @@ ALL_V4: Interval = (0, 2**32 - 1)
 class Allowed:
     """The allow sets' contents, plus which gateway-to-hub rules the flows ask for."""
 
-    in_allow: set[Element] = field(default_factory=set)  # iif, saddr, proto, port
+    in_allow: set[Element] = field(default_factory=set)  # iif, saddr, daddr, proto, port
     fwd_allow: set[Element] = field(default_factory=set)  # iif, saddr, daddr, proto, port
     fwd_wan: set[Element] = field(default_factory=set)  # iif, saddr, proto, port
     fwd_hub_bridge: set[Element] = field(default_factory=set)  # iif, saddr
@@ -72,7 +72,11 @@ def compile_allowed(policy: Policy) -> Allowed:
                 raise ValueError(f"unsupported flow {flow.source} -> {flow.to}")
         elif src is not None:
             if flow.to == GATEWAY:
-                out.in_allow.update((*src, *pp) for pp in ports)
+                # Only the gateway's address on the source's own VLAN: another VLAN's gateway
+                # address may carry a service this VLAN must not reach (the forwarding resolver
+                # listens on non-sinkhole VLANs' gateways; a camera must never query it).
+                gw = own_gateway(policy, flow.source)
+                out.in_allow.update((*src, gw, *pp) for pp in ports)
             elif dst is not None:
                 out.fwd_allow.update((*src, dst[1], *pp) for pp in ports)
             elif flow.to == WAN:
@@ -86,6 +90,13 @@ def compile_allowed(policy: Policy) -> Allowed:
         else:
             raise ValueError(f"unsupported flow {flow.source} -> {flow.to} (not validated?)")
     return out
+
+
+def own_gateway(policy: Policy, word: str) -> Interval:
+    """The gateway address (as an interval) on the VLAN of a VLAN or host flow endpoint."""
+    vlan = policy.vlans.get(word) or policy.vlans[policy.hosts[word].vlan]
+    addr = ip_int(vlan.gateway)
+    return (addr, addr)
 
 
 def site_endpoint(policy: Policy, word: str) -> tuple[str, Interval] | None:

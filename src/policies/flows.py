@@ -129,6 +129,10 @@ def decide(policy: Policy, src: Endpoint, dst: Endpoint, port: PortProto | None 
     by_src, by_dst = _index(policy)
     from_src = {i for w in _words(src) for i in by_src.get(w, ())}
     candidates = sorted(from_src.intersection(i for w in _words(dst) for i in by_dst.get(w, ())))
+    if dst.kind == "gateway" and dst.vlan and src.vlan and dst.vlan != src.vlan:
+        # A site host reaches the gateway only at its own VLAN's gateway address: another VLAN's
+        # gateway address may carry a service it must not reach (the forwarding resolver).
+        return Decision("drop", None)
     for i in candidates:
         flow = policy.network.flows[i]
         if not (covers(policy, flow.source, src) and covers(policy, flow.to, dst)):
