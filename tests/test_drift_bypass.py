@@ -71,3 +71,19 @@ def test_stray_include_file_is_drift_and_apply_removes_it(
     site.apply()
     assert not stray.exists()
     assert drift(site)[0] == 0
+
+
+def test_hand_added_hub_address_is_drift(site: Site, lab: tuple[str, LabInfo, Keys]) -> None:
+    _, info, _ = lab
+    assert drift(site)[0] == 0
+    netns.run(info.gateway, ["nft", "add element inet cell hub_bridge { 198.19.0.99 }"], check=True)
+    try:
+        code, doc = drift(site)
+        assert code == 3
+        (f,) = doc["findings"]
+        assert "hub_bridge admits 198.19.0.99" in f["what"] and "hub.example.eu" in f["what"]
+    finally:
+        netns.run(
+            info.gateway, ["nft", "delete element inet cell hub_bridge { 198.19.0.99 }"], check=True
+        )
+    assert drift(site)[0] == 0

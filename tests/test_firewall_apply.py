@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Site
 from firewall import apply as fw
 from firewall import netns
 from firewall.compile import compile_ruleset, render_json
@@ -76,3 +77,16 @@ def test_counters_read_back_by_name(doc: dict) -> None:
         counters = fw.read_counters(ns)
         assert counters["drop_cameras.wan"] == 0
         assert len(counters) > 10
+
+
+def test_resolver_filled_elements_do_not_outlive_a_literal_hub(doc: dict, site: Site) -> None:
+    site.edit("site.yaml", "address: hub.example.eu", "address: 198.51.100.7")
+    literal = json.loads(render_json(compile_ruleset(load_policy(site.root))))
+    with netns.scratch() as ns:
+        fw.apply(doc, ns)  # the hub by hostname: dnsmasq would fill hub_bridge
+        netns.run(ns, ["nft", "add element inet cell hub_bridge { 6.6.6.6 }"], check=True)
+        fw.apply(doc, ns)  # same hostname: the learned address is kept
+        assert "6.6.6.6" in netns.run(ns, ["nft", "list set inet cell hub_bridge"]).stdout.decode()
+        fw.apply(literal, ns)  # now a literal address: only that one
+        listing = netns.run(ns, ["nft", "list set inet cell hub_bridge"]).stdout.decode()
+        assert "198.51.100.7" in listing and "6.6.6.6" not in listing

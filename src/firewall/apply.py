@@ -135,7 +135,13 @@ def _dynamic_elements() -> dict[str, list[Any]]:
 
 
 def _with_dynamic_elements(doc: dict[str, Any], elements: dict[str, list[Any]]) -> dict[str, Any]:
-    names = {c["add"]["set"]["name"] for c in doc["nftables"] if "set" in c.get("add", {})}
+    """Carry resolver-filled elements only into sets the new document leaves empty (a hub by
+    hostname): a set that now holds the policy's literal address must hold exactly that."""
+    names = {
+        c["add"]["set"]["name"]
+        for c in doc["nftables"]
+        if "set" in c.get("add", {}) and not c["add"]["set"].get("elem")
+    }
     extra = [
         {"add": {"element": {"family": FAMILY, "table": TABLE, "name": n, "elem": e}}}
         for n, e in sorted(elements.items())

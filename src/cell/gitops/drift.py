@@ -11,14 +11,15 @@ Four comparisons, each usable alone (the watcher runs the one its event concerns
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cell.gitops.bypass import check_extra_files, check_hub_sets, check_other_tables
+from cell.gitops.finding import Finding as Finding  # noqa: PLC0414 (re-exported for report, watch)
+from cell.gitops.finding import mtime
 from cell.gitops.journal import Entry
 from cell.gitops.state import State
 from cell.services import service_argv, service_pids, service_strays
@@ -35,24 +36,6 @@ _SERVICE = {
     "resolver": "dnsmasq (resolver)",
     "broker": "mosquitto",
 }
-
-
-@dataclass
-class Finding:
-    kind: str
-    """nftables, file, process, repo."""
-    what: str
-    diff: str = ""
-    by: dict[str, Any] | None = None
-    """The process that made the change, when the kernel says so: {pid, name}."""
-    since: str | None = None
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha256(f"{self.kind}\0{self.what}\0{self.diff}".encode()).hexdigest()[:16]
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
 
 
 class Expected:
@@ -79,6 +62,17 @@ def check_table(
     exp: Expected, target: Target, pending: Expected | None = None
 ) -> tuple[TableState, Finding | None]:
     live = fw.read_table(target.netns)
+    state, finding = _compare_table(exp, target, pending, live)
+    if finding is None and state.state == "applied":
+        extra = check_hub_sets(exp, live, target)
+        if extra:
+            return state, extra[0]
+    return state, finding
+
+
+def _compare_table(
+    exp: Expected, target: Target, pending: Expected | None, live: list[dict[str, Any]] | None
+) -> tuple[TableState, Finding | None]:
     canon = fw.canonical(live)
     c12 = exp.entry.commit[:12]
     if canon == exp.canonical:
@@ -168,39 +162,6 @@ def _line(obj: dict[str, Any], chains: dict[str, Any] | None = None) -> list[str
     return [" ".join(inner).replace("{ }", "").strip()]
 
 
-def check_other_tables(target: Target) -> list[Finding]:
-    """Any nftables table beside Cell's: it could accept or forward what Cell's table drops."""
-    return [
-        Finding(
-            "nftables",
-            f"table {name} exists beside table inet cell: it could let through what Cell drops",
-            listing.strip()[:4000],
-        )
-        for name, listing in sorted(fw.other_tables(target.netns).items())
-    ]
-
-
-# Directories whose every file a component reads (mosquitto's include_dir): a file that Cell did
-# not render there is live configuration all the same.
-WATCHED_DIRS = ("mosquitto/conf.d", "mosquitto", "dnsmasq", "nftables")
-
-
-def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
-    out = []
-    for sub in WATCHED_DIRS:
-        folder = target.config / sub
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            rel = f"{sub}/{path.name}"
-            if path.is_file() and rel not in exp.files and not path.name.startswith("."):
-                what = f"{path} is not a file Cell rendered for commit {exp.entry.commit[:12]}"
-                if sub == "mosquitto/conf.d":
-                    what += ": mosquitto loads every file in this directory"
-                out.append(Finding("file", what, since=_mtime(path)))
-    return out
-
-
 def check_files(exp: Expected, target: Target) -> list[Finding]:
     out = check_extra_files(exp, target)
     c12 = exp.entry.commit[:12]
@@ -208,7 +169,7 @@ def check_files(exp: Expected, target: Target) -> list[Finding]:
         path = target.config / name
         try:
             have = path.read_bytes()
-            since = _mtime(path)
+            since = mtime(path)
         except OSError:
             out.append(Finding("file", f"{path} is missing (applied commit {c12} installed it)"))
             continue
@@ -287,11 +248,6 @@ def compare_entry(
     _, table = check_table(exp, target, Expected(state, pending) if pending else None)
     findings = [f for f in (table,) if f] + check_other_tables(target)
     return findings + check_files(exp, target) + check_processes(target)
-
-
-def _mtime(path: Path) -> str:
-    when = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="milliseconds")
-    return when.replace("+00:00", "Z")
 
 
 @dataclass
