@@ -32,6 +32,8 @@ def test_validate_ok(example: Path) -> None:
         b"- a\n- b\n",
         b"site:\n  id: " + b"x" * 70_000 + b"\n",
         b"",
+        b"site: &a [*a]\n",
+        b"site: " + b"[" * 5000 + b"]" * 5000 + b"\n",
     ],
 )
 def test_bad_input_exits_2_without_traceback(site: Site, junk: bytes) -> None:
@@ -42,6 +44,14 @@ def test_bad_input_exits_2_without_traceback(site: Site, junk: bytes) -> None:
     first = r.stderr.splitlines()[0]
     assert first.startswith(f"{site.root}/site.yaml:"), first
     assert first.split(":")[1].isdigit() and first.split(":")[2].isdigit()
+
+
+def test_device_instead_of_a_file(site: Site) -> None:
+    (site.root / "site.yaml").unlink()
+    (site.root / "site.yaml").symlink_to("/dev/zero")
+    r = cell("validate", "--repo", str(site.root))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"{site.root}/site.yaml:1:1: ")
 
 
 def test_missing_repo(tmp_path: Path) -> None:

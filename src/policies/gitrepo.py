@@ -119,12 +119,21 @@ def raw_commit(repo: str | Path, commit: str) -> bytes:
     return git(repo, "cat-file", "commit", commit).stdout
 
 
+def signature_headers(raw: bytes) -> list[str]:
+    """The signature headers (`gpgsig`, `gpgsig-sha256`) a raw commit object carries, in order."""
+    head = raw.split(b"\n\n", 1)[0].split(b"\n")
+    return [ln.split(b" ", 1)[0].decode() for ln in head if ln.startswith(_SIG_HEADERS)]
+
+
+_SIG_HEADERS = (b"gpgsig ", b"gpgsig-sha256 ")
+
+
 def signature_block(raw: bytes) -> tuple[str | None, bytes]:
     """('ssh' | 'gpg' | 'x509' | None, the armored signature) from a raw commit object."""
     lines = raw.split(b"\n\n", 1)[0].split(b"\n")
     block: list[bytes] = []
     for i, line in enumerate(lines):
-        if line.startswith((b"gpgsig ", b"gpgsig-sha256 ")):
+        if line.startswith(_SIG_HEADERS):
             block = [line.split(b" ", 1)[1]]
             block += [ln[1:] for ln in lines[i + 1 :] if ln.startswith(b" ")]
             break

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from policies.errors import Diagnostic, PolicyError
 from policies.model import Host, MqttFile, NetworkFile, SiteFile, Vlan
 from policies.signers import Signer, parse_signers
-from policies.yamlsrc import Source, load_yaml
+from policies.yamlsrc import MAX_FILE_BYTES, Source, load_yaml
 
 FILES: dict[str, type[BaseModel]] = {
     "site.yaml": SiteFile,
@@ -100,7 +100,11 @@ def load_policy(repo: str | Path, *, require_signers: bool = False) -> Policy:
 
 def _read(path: Path, display: str, errors: list[Diagnostic]) -> bytes | None:
     try:
-        return path.read_bytes()
+        if path.exists() and not path.is_file():
+            errors.append(Diagnostic(display, 1, 1, "is not a regular file"))
+            return None
+        with path.open("rb") as fh:  # never more than the limit, even from a symlink to a device
+            return fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         errors.append(Diagnostic(display, 1, 1, "file is missing (every site-config repo has it)"))
     except IsADirectoryError:

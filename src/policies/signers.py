@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
+import hashlib
 import re
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from policies.errors import Diagnostic
 
@@ -44,6 +47,60 @@ class Signer:
     @property
     def public_key(self) -> str:
         return f"{self.keytype} {self.key}"
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA256:... as `ssh-keygen -l` and git's %GK print it."""
+        digest = hashlib.sha256(base64.b64decode(self.key)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """(valid-after, valid-before) as instants; None where the line sets no bound."""
+        bounds: dict[str, datetime | None] = {"valid-after": None, "valid-before": None}
+        for opt in self.options:
+            name, _, value = opt.partition("=")
+            if name in bounds:
+                bounds[name] = parse_time(value.strip('"'))
+        return bounds["valid-after"], bounds["valid-before"]
+
+    def matches(self, principal: str, fingerprint: str) -> bool:
+        return self.fingerprint == fingerprint and any(
+            fnmatch.fnmatchcase(principal, p) for p in self.principals
+        )
+
+
+def parse_time(text: str) -> datetime:
+    """An allowed_signers time: YYYYMMDD[HHMM[SS]][Z]; Z is UTC, else local time (ssh-keygen(1))."""
+    utc = text.endswith("Z")
+    digits = text.removesuffix("Z")
+    fmt = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}.get(len(digits))
+    if fmt is None:
+        raise ValueError(f"bad allowed_signers time {text!r}")
+    t = datetime.strptime(digits, fmt)
+    return t.replace(tzinfo=UTC) if utc else t.astimezone()
+
+
+def outside_window(
+    entries: list[Signer], principal: str, fingerprint: str, now: datetime
+) -> str | None:
+    """Why no entry for (`principal`, `fingerprint`) is valid at `now`; None when one is, or when
+    no entry names the key (git already judged that case)."""
+    why = None
+    for s in entries:
+        if not s.matches(principal, fingerprint):
+            continue
+        try:
+            after, before = s.window()
+        except ValueError as e:
+            why = f"{e} (line {s.line})"
+            continue
+        if before is not None and now >= before:
+            why = f"key expired on {before.isoformat()} (line {s.line} valid-before)"
+        elif after is not None and now < after:
+            why = f"key not yet valid until {after.isoformat()} (line {s.line} valid-after)"
+        else:
+            return None
+    return why
 
 
 def parse_signers(text: bytes, file: str) -> tuple[list[Signer], list[Diagnostic]]:
@@ -109,3 +166,17 @@ def _parse_line(line: str, lineno: int) -> tuple[Signer | None, str | None]:
     if embedded != keytype:
         return None, f"key data is a {embedded[:40]!r} key but the line says {keytype!r}"
     return Signer(tuple(principals.split(",")), tuple(options), keytype, key, lineno), None
+
+
+def ssh_key_of(armored: bytes) -> str | None:
+    """The SHA256 fingerprint of the public key inside an SSHSIG block (PROTOCOL.sshsig)."""
+    body = b"".join(ln for ln in armored.split(b"\n") if ln and not ln.startswith(b"-----"))
+    try:
+        blob = base64.b64decode(body, validate=True)
+        if blob[:6] != b"SSHSIG":
+            return None
+        (n,) = struct.unpack(">I", blob[10:14])
+        key = blob[14 : 14 + n]
+    except (binascii.Error, struct.error):
+        return None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key).digest()).decode().rstrip("=")

@@ -15,19 +15,17 @@ The rules (spec/site-config.md; docs/gitops.md says why):
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import struct
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from policies import gitrepo
 from policies.errors import CellError
+from policies.signers import outside_window, parse_signers, ssh_key_of
 
 SSH_SIGNERS = "allowed_signers"
 PGP_KEYS = "allowed_signers.asc"
@@ -53,6 +51,7 @@ _REASON: dict[Status, Reason] = {
 # %G? status, signer, key, key fingerprint, primary key fingerprint, subject. Not %GT: git 2.39
 # aborts on it for an OpenPGP key of unknown trust.
 _FORMAT = "--format=%G?%x00%GS%x00%GK%x00%GF%x00%GP%x00%s"
+TWO_SIGNATURES = "the commit carries more than one signature header"
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,10 @@ class Verdict:
     def explain(self) -> str:
         head = f'commit {self.commit[:12]} "{self.subject[:60]}"'
         s, where = self.signature, self.anchor
+        if self.reason == "bad-signature" and s.detail == TWO_SIGNATURES:
+            return (
+                f"{head}: bad signature: {TWO_SIGNATURES} (gpgsig and gpgsig-sha256); sign it once"
+            )
         why = {
             "trusted": f"signed by {s.describe()}, trusted in {where}",
             "unsigned": "unsigned: it carries no signature; sign it (git commit -S) with a key "
@@ -143,13 +146,24 @@ class TrustRefused(CellError):
 
     exit_code = 2
 
-    def __init__(self, reason: Reason, message: str, verdict: Verdict | None = None) -> None:
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        verdict: Verdict | None = None,
+        *,
+        commit: str | None = None,
+        subject: str | None = None,
+    ) -> None:
         self.reason = reason
         self.verdict = verdict
+        self.commit, self.subject = commit, subject
         super().__init__(f"refused: {message}")
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {"reason": self.reason, "message": str(self)}
+        if self.verdict is None and self.commit is not None:
+            doc.update(commit=self.commit, subject=self.subject, signature=None)
         if self.verdict is not None:
             doc.update(
                 commit=self.verdict.commit,
@@ -161,19 +175,18 @@ class TrustRefused(CellError):
 
 def verify(repo: str | Path, commit: str, anchor: Anchor) -> tuple[Signature, str]:
     """git's verdict on `commit`'s signature with `anchor`'s keys, and the commit's subject."""
-    fmt, armored = gitrepo.signature_block(gitrepo.raw_commit(repo, commit))
+    raw = gitrepo.raw_commit(repo, commit)
+    fmt, armored = gitrepo.signature_block(raw)
     with tempfile.TemporaryDirectory(prefix="cell-trust-") as tmp:
         signers = Path(tmp, "allowed_signers")
         signers.write_bytes(anchor.ssh or b"")
-        env: dict[str, str] = {}
-        known: set[str] = set()
-        if fmt == "gpg":
-            # A keyring of our own holding only the anchor's keys: the host's keyring and its
-            # trust settings never take part.
-            home = Path(tmp, "gnupg")
-            home.mkdir(mode=0o700)
-            env["GNUPGHOME"] = str(home)
-            known = _import(home, anchor.pgp) if anchor.pgp else set()
+        # Always a keyring of our own, holding only the anchor's OpenPGP keys: whatever format the
+        # commit claims, git may pick another header, and the host's keyring (gpg and gpgsm) and
+        # its trust settings must never take part.
+        home = Path(tmp, "gnupg")
+        home.mkdir(mode=0o700)
+        env = {"GNUPGHOME": str(home)}
+        known = _import(home, anchor.pgp) if fmt == "gpg" and anchor.pgp else set()
         try:
             out = gitrepo.git(
                 repo,
@@ -186,12 +199,25 @@ def verify(repo: str | Path, commit: str, anchor: Anchor) -> tuple[Signature, st
                 env=env,
             ).stdout
         finally:
-            if fmt == "gpg":
-                _kill_agent(Path(tmp, "gnupg"))
+            _kill_agent(home)
     code, signer, key, fpr, primary, subject = (
         out.decode(errors="replace").rstrip("\n").split("\0", 5)
     )
-    return _signature(code, fmt, signer, key, fpr, primary, known, armored), subject
+    if len(gitrepo.signature_headers(raw)) > 1:
+        # Which header git checks is git's choice, not ours: two is never a signature we can judge.
+        return Signature("bad", fmt, signer or None, fpr or key or None, TWO_SIGNATURES), subject
+    sig = _signature(code, fmt, signer, key, fpr, primary, known, armored)
+    return _in_window(sig, anchor), subject
+
+
+def _in_window(sig: Signature, anchor: Anchor) -> Signature:
+    """git checks an SSH key's valid-after/valid-before at the committer date, which the signer
+    writes; a trusted key must also be valid now, so a backdated commit gains nothing."""
+    if sig.status != "good" or sig.format != "ssh" or not sig.signer or not sig.key:
+        return sig
+    entries, _ = parse_signers(anchor.ssh or b"", "allowed_signers")
+    why = outside_window(entries, sig.signer, sig.key, datetime.now().astimezone())
+    return Signature("unknown-key", sig.format, sig.signer, sig.key, why) if why else sig
 
 
 def _signature(
@@ -213,27 +239,13 @@ def _signature(
         return Signature("bad", fmt, signer or None, found)
     if code in ("X", "Y", "R"):
         return Signature("unknown-key", fmt, signer or None, found, "the key expired or is revoked")
-    if fmt == "ssh" and code == "G" and signer:
+    if fmt == "ssh" and code == "G" and signer and (found or "").startswith("SHA256:"):
         return Signature("good", fmt, signer, found)
     if fmt == "gpg" and code in ("G", "U") and ({fpr, primary} & known):
         return Signature("good", fmt, signer or None, fpr or found)
     if code in ("G", "U", "E") and found:
         return Signature("unknown-key", fmt, signer or None, found)
     return Signature("error", fmt, signer or None, found, f"git could not check it (status {code})")
-
-
-def ssh_key_of(armored: bytes) -> str | None:
-    """The SHA256 fingerprint of the public key inside an SSHSIG block (PROTOCOL.sshsig)."""
-    body = b"".join(ln for ln in armored.split(b"\n") if ln and not ln.startswith(b"-----"))
-    try:
-        blob = base64.b64decode(body, validate=True)
-        if blob[:6] != b"SSHSIG":
-            return None
-        (n,) = struct.unpack(">I", blob[10:14])
-        key = blob[14 : 14 + n]
-    except (binascii.Error, struct.error):
-        return None
-    return "SHA256:" + base64.b64encode(hashlib.sha256(key).digest()).decode().rstrip("=")
 
 
 def _gpg(home: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -253,7 +265,7 @@ def _import(home: Path, keys: bytes) -> set[str]:
 
 
 def _kill_agent(home: Path) -> None:
-    if home.exists():
+    if home.exists() and any(home.iterdir()):
         subprocess.run(
             ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30
         )
@@ -278,8 +290,14 @@ def pgp_fingerprints(keys: bytes) -> list[str]:
     return fprs
 
 
-def judge(repo: str | Path, commit: str, before: Sequence[Anchor], own: Anchor) -> Verdict:
-    """The verdict on one commit: trusted only if every anchor in `before` trusts its signer."""
+def judge(
+    repo: str | Path, commit: str, before: Sequence[Anchor], own: Anchor, parents: Sequence[Anchor]
+) -> Verdict:
+    """The verdict on one commit: trusted only if every anchor in `before` trusts its signer.
+
+    `parents` are the trust files of the commit's actual parents: a takeover is a commit that
+    changes them itself (a root commit counts as changing them), and that its own files trust.
+    """
     results = [(verify(repo, commit, a), a) for a in before]
     (first, subject), anchor = results[0]
     for (sig, _), a in results:
@@ -289,7 +307,8 @@ def judge(repo: str | Path, commit: str, before: Sequence[Anchor], own: Anchor) 
     if not untrusted:
         return Verdict(commit, subject, "trusted", first, anchor.where)
     sig, a = untrusted[0]
-    if not own.same_keys(a):
+    changes = not any(own.same_keys(p) for p in parents) if parents else bool(own.ssh or own.pgp)
+    if changes and not own.same_keys(a):
         mine, _ = verify(repo, commit, own)
         if mine.status == "good":
             return Verdict(commit, subject, "takeover", mine, a.where)
@@ -311,7 +330,8 @@ def check_range(
                 "this Cell has no trust anchor yet: run `cell enroll --signers FILE` with the "
                 "operators' allowed_signers before the first apply",
             )
-        return [judge(repo, tip, [enrolled], Anchor.at(repo, tip))]
+        parents = [Anchor.at(repo, p) for p in gitrepo.parents(repo, tip)]
+        return [judge(repo, tip, [enrolled], Anchor.at(repo, tip), parents)]
     if base == tip:
         return []
     if not gitrepo.exists(repo, base) or not gitrepo.is_ancestor(repo, base, tip):
@@ -336,7 +356,7 @@ def check_range(
             a = at(p if p in vetted else base)
             if not any(a.same_keys(b) for b in before):
                 before.append(a)
-        out.append(judge(repo, c, before, at(c)))
+        out.append(judge(repo, c, before, at(c), [at(p) for p in gitrepo.parents(repo, c)]))
     return out
 
 
@@ -360,8 +380,16 @@ def refuse_dirty(repo: str | Path) -> None:
     changes = gitrepo.dirty(repo)
     if changes:
         shown = ", ".join(c.strip() for c in changes[:5]) + (" ..." if len(changes) > 5 else "")
+        try:
+            commit = gitrepo.head(repo)
+            subject = gitrepo.subject(repo, commit)
+        except gitrepo.GitError:
+            commit, subject = None, None
+        on = f'commit {commit[:12]} "{subject[:60]}": ' if commit and subject is not None else ""
         raise TrustRefused(
             "dirty",
-            f"the working tree of {repo} is dirty ({shown}): commit the change (signed) or "
+            f"{on}the working tree of {repo} is dirty ({shown}): commit the change (signed) or "
             "discard it; the Cell applies commits, never uncommitted files",
+            commit=commit,
+            subject=subject,
         )

@@ -26,6 +26,7 @@ def validate_policy(policy: Policy) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     _site(policy, out)
     _vlans(policy, out)
+    _resolvers(policy, out)
     _hosts(policy, out)
     _services(policy, out)
     _flows(policy, out)
@@ -65,11 +66,12 @@ def _site(p: Policy, out: list[Diagnostic]) -> None:
             ip = ipaddress.IPv4Address(ep.address)
         except ValueError:
             continue
-        if not ip.is_global and not ip.is_private:
+        if _unusable(ip):
             out.append(
                 src.diag(
                     (*path, "address"),
-                    f"{ip} is not a usable hub address (loopback, multicast or reserved)",
+                    f"{ip} is not a usable hub address (loopback, unspecified, broadcast, "
+                    "link-local, multicast or reserved)",
                 )
             )
         for v in p.network.vlans:
@@ -78,6 +80,33 @@ def _site(p: Policy, out: list[Diagnostic]) -> None:
                     src.diag(
                         (*path, "address"),
                         f"{ip} is inside VLAN '{v.name}' ({v.subnet}); the hub is outside the site",
+                    )
+                )
+
+
+def _unusable(ip: ipaddress.IPv4Address) -> bool:
+    return (
+        ip.is_loopback
+        or ip.is_unspecified
+        or ip.is_multicast
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip == ipaddress.IPv4Address("255.255.255.255")
+    )
+
+
+def _resolvers(p: Policy, out: list[Diagnostic]) -> None:
+    src = p.sources[NET]
+    for i, r in enumerate(p.network.wan.resolvers):
+        ip = ipaddress.IPv4Address(r)
+        if _unusable(ip):
+            out.append(src.diag(("wan", "resolvers", i), f"{ip} is not a usable resolver address"))
+        for v in p.network.vlans:
+            if ip in ipaddress.IPv4Network(v.subnet):
+                out.append(
+                    src.diag(
+                        ("wan", "resolvers", i),
+                        f"{ip} is inside VLAN '{v.name}' ({v.subnet}); upstream resolvers are outside the site",
                     )
                 )
 

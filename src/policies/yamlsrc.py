@@ -86,6 +86,8 @@ def load_yaml(text: bytes, file: str) -> tuple[Any, Source]:
         raise PolicyError([Diagnostic(file, line, col, "NUL byte in file (is this a YAML file?)")])
     try:
         node = yaml.compose(decoded, Loader=_Loader)
+    except RecursionError:
+        raise PolicyError([Diagnostic(file, 1, 1, "document nests too deep")]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -96,7 +98,13 @@ def load_yaml(text: bytes, file: str) -> tuple[Any, Source]:
     if node is None:
         return None, src
     walker = _Walker(src)
-    data = walker.convert(node, ())
+    try:
+        data = walker.convert(node, ())
+    except RecursionError:  # a self-referencing alias, or thousands of nested levels
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        raise PolicyError(
+            [Diagnostic(file, line, col, "document nests too deep (or an alias refers to itself)")]
+        ) from None
     if walker.errors:
         raise PolicyError(walker.errors)
     return data, src
