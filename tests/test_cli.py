@@ -173,3 +173,14 @@ def test_render_refuses_invalid_and_writes_nothing(site: Site, tmp_path: Path) -
     r = cell("render", "--repo", str(site.root), "--out", str(tmp_path / "out"))
     assert r.returncode == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_json_errors_go_to_stdout_as_json(site: Site) -> None:
+    site.edit("mqtt.yaml", "username: cam-02", "username: cam-01")
+    r = cell("validate", "--repo", str(site.root), "--json")
+    assert r.returncode == 2
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["exit"] == 2
+    (err,) = doc["errors"]
+    assert err["file"].endswith("mqtt.yaml") and "duplicate client" in err["message"]
+    assert err["line"] == site.line_of("mqtt.yaml", 'username: cam-01, publish: ["site/cam-02')

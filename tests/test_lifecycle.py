@@ -53,7 +53,8 @@ class Site:
         r = self.run("apply", "--json", *args)
         assert r.returncode == code, r.stdout + r.stderr
         assert "Traceback" not in r.stderr
-        return json.loads(r.stdout) if r.stdout.strip() else {"stderr": r.stderr}
+        doc: dict[str, Any] = json.loads(r.stdout) if r.stdout.strip() else {}
+        return {**doc, "stderr": r.stderr} if code else doc
 
     def journal(self) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads((self.state / "journal.json").read_text())

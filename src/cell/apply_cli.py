@@ -5,7 +5,6 @@ live system as it was."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from cell.gitops.confirm import parse_duration
     from cell.gitops.lifecycle import apply_head
     from cell.gitops.target import state_for, target_for
-    from policies.trust import TrustRefused
 
     source = Path(repo(args))
     state = state_for(args.state_dir, source)
     target = target_for(source, args.netns, state)
     seconds = parse_duration(args.confirm) if args.confirm else None
-    try:
-        out = apply_head(state, source, target, confirm_s=seconds)
-    except TrustRefused as e:
-        if args.json:
-            print(json.dumps({"ok": False, "refused": e.to_json()}, indent=2))
-        raise
+    out = apply_head(state, source, target, confirm_s=seconds)  # refusals: cli.main prints them
     entry, r = out.entry, out.report
     doc = {
         "ok": True,

@@ -174,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error_doc(e: CellError) -> dict[str, object]:
+    """What `--json` prints when a command fails: scripts always get JSON on stdout."""
+    from policies.errors import PolicyError
+    from policies.trust import TrustRefused
+
+    doc: dict[str, object] = {"ok": False, "exit": e.exit_code, "error": str(e)}
+    if isinstance(e, TrustRefused):
+        doc["refused"] = e.to_json()
+    if isinstance(e, PolicyError):
+        doc["errors"] = [
+            {"file": d.file, "line": d.line, "col": d.col, "message": d.message}
+            for d in e.diagnostics
+            if not d.warning
+        ]
+    return doc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -182,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except CellError as e:
         print(str(e), file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps(_error_doc(e), indent=2, ensure_ascii=False))
         return e.exit_code
     except KeyboardInterrupt:
         return 130
