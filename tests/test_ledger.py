@@ -4,6 +4,7 @@ reordering of entries is found, and a line cut off by a crash is repaired on the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,59 @@ def test_cli_audit_verify(state: State) -> None:
     assert r.returncode == 3, r.stderr
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and doc["problems"] and "Traceback" not in r.stderr
+
+
+def _forge(s: State, kind: str = "apply") -> bytes:
+    """A correctly chained entry written without the Cell (no head update)."""
+    last = lines(s)[-1]
+    doc = {"seq": json.loads(last)["seq"] + 1, "kind": kind, "prev": ledger.line_hash(last)}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_one_forged_entry_after_the_head_is_found(state: State) -> None:
+    rewrite(state, [*lines(state), _forge(state)])
+    assert any("1 entries follow the last anchored one" in p for p in problems(state))
+
+
+def test_a_stripped_newline_keeps_the_last_entry_and_is_reported(state: State) -> None:
+    before = lines(state)
+    state.ledger.write_bytes(state.ledger.read_bytes().rstrip(b"\n"))
+    ledger.append(state, "apply", commit="f" * 40)
+    after = lines(state)
+    assert after[:5] == before  # the real last entry is still there
+    docs = [json.loads(line) for line in after]
+    assert docs[5]["kind"] == "ledger-repair" and docs[5]["causes"] == ["added-newline"]
+    assert docs[6]["kind"] == "apply"
+    found = problems(state)
+    assert len(found) == 1 and "lost its final newline" in found[0], found
+
+
+def test_a_deleted_ledger_and_head_are_found_when_a_journal_exists(state: State) -> None:
+    state.journal.write_text("{}")
+    state.ledger.unlink()
+    state.ledger_head.unlink()
+    assert any("missing or empty" in p for p in problems(state))
+
+
+def test_a_kill_between_anchor_and_append_is_said_then_recorded(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(fd: int, data: bytes) -> int:
+        raise KeyboardInterrupt  # stands in for SIGKILL: the head is written, the entry is not
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ledger.append(state, "apply", commit="e" * 40)
+    assert any("anchored in the head but not in the ledger" in p for p in problems(state))
+    ledger.append(state, "apply", commit="f" * 40)
+    assert ledger.verify(state) == (7, [])
+    docs = [json.loads(line) for line in lines(state)]
+    assert docs[5]["kind"] == "ledger-repair" and docs[5]["causes"] == ["unwritten-anchored"]
+
+
+def test_an_edited_head_is_recorded_at_the_next_append(state: State) -> None:
+    rewrite(state, lines(state)[:3])  # the newest two removed, then the Cell appends
+    ledger.append(state, "apply", commit="f" * 40)
+    found = problems(state)
+    assert any("head-mismatch" in p and "entries removed from the end" in p for p in found)

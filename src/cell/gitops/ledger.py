@@ -5,9 +5,9 @@
 
 Kinds: enroll, apply, refusal, failure, rollback, reconcile, confirm, confirm-pending, drift,
 drift-resolved, recovery, ledger-repair. `verify` finds an edited line (the next line's `prev`
-no longer matches), a deleted or moved line (`seq` and `prev` break), and a cut-off end: after
-every append, `ledger.head` records the last seq and hash, so removing the newest lines shows
-too. A hash chain proves order and integrity against a careless or casual edit; someone who can
+no longer matches), a deleted or moved line (`seq` and `prev` break), and a cut-off end:
+before every append, `ledger.head` records the seq and hash of the entry being written, so
+removing the newest lines shows, and so does any entry appended past the head. A hash chain proves order and integrity against a careless or casual edit; someone who can
 rewrite the whole file and its head can forge it, which is why the head is worth copying off
 the box.
 """
@@ -31,12 +31,19 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
+# Repairs `append` makes and records. A crash leaves the first two; the others mean the file or
+# its head was changed outside the Cell, and `verify` keeps reporting them.
+CRASH = ("cut-fragment", "unwritten-anchored")
+OUTSIDE = ("added-newline", "head-mismatch")
+
+
 def append(state: State, kind: str, **fields: Any) -> dict[str, Any]:
-    """Add one entry (under the ledger lock), fsync it, and move the head anchor to it."""
+    """Add one entry (under the ledger lock): anchor it in the head, then append and fsync it."""
     state.root.mkdir(parents=True, exist_ok=True)
     with state.lock("ledger", timeout=30):
         seq, prev, repaired = _tail(state.ledger)
-        if repaired is not None:
+        _check_anchor(state, seq, prev, repaired)
+        if repaired:
             seq, prev = _write(state, seq, prev, "ledger-repair", repaired)
         _write(state, seq, prev, kind, fields)
         return _last(state.ledger)
@@ -51,43 +58,84 @@ def _write(state: State, seq: int, prev: str, kind: str, fields: dict[str, Any])
         "prev": prev,
     }
     line = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    digest = line_hash(line)
+    # The head first: killed in between, the head names an entry the file lacks (which the next
+    # append records), never an entry the head does not vouch for.
+    atomic_write(state.ledger_head, dump({"seq": seq, "hash": digest}))
     fd = os.open(state.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, line + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
-    digest = line_hash(line)
-    atomic_write(state.ledger_head, dump({"seq": seq, "hash": digest}))
     return seq + 1, digest
 
 
-def _tail(path: Path) -> tuple[int, str, dict[str, Any] | None]:
+def _tail(path: Path) -> tuple[int, str, dict[str, Any]]:
     """(next seq, hash of the last line, repair note). A line cut off by a crash mid-append was
-    never acknowledged: it is removed, and the removal itself is recorded."""
+    never acknowledged: it is removed. A whole entry that only lost its newline keeps its place
+    and gets the newline back. Either repair is recorded."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return 0, GENESIS, None
-    repaired = None
+        return 0, GENESIS, {}
+    repaired: dict[str, Any] = {}
     with path.open("rb+") as fh:
         fh.seek(max(0, size - 65536))
         chunk = fh.read()
         if chunk and not chunk.endswith(b"\n"):
             cut = chunk.rfind(b"\n") + 1
             fragment = chunk[cut:]
-            fh.truncate(size - len(fragment))
-            repaired = {"dropped_bytes": len(fragment), "dropped_sha256": line_hash(fragment)}
-            chunk = chunk[:cut]
+            if _entry(fragment) is not None:
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"\n")
+                repaired = {"causes": ["added-newline"], "line_sha256": line_hash(fragment)}
+                chunk += b"\n"
+            else:
+                fh.truncate(size - len(fragment))
+                repaired = {
+                    "causes": ["cut-fragment"],
+                    "dropped_bytes": len(fragment),
+                    "dropped_sha256": line_hash(fragment),
+                }
+                chunk = chunk[:cut]
+            fh.flush()
+            os.fsync(fh.fileno())
     lines = chunk.splitlines()
     if not lines:
         return 0, GENESIS, repaired
     last = lines[-1]
-    try:
-        seq = int(json.loads(last)["seq"]) + 1
-    except (ValueError, KeyError, TypeError):
-        seq = len(path.read_bytes().splitlines())
+    doc = _entry(last)
+    seq = int(doc["seq"]) + 1 if doc is not None else len(path.read_bytes().splitlines())
     return seq, line_hash(last), repaired
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    """A ledger entry (JSON object with seq and prev), or None."""
+    try:
+        doc = json.loads(line)
+        int(doc["seq"]), str(doc["prev"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _check_anchor(state: State, seq: int, prev: str, repaired: dict[str, Any]) -> None:
+    """Note in `repaired` a head that does not name the file's last entry."""
+    try:
+        head = json.loads(state.ledger_head.read_bytes())
+        hseq, digest = int(head["seq"]), str(head["hash"])
+    except FileNotFoundError:
+        if seq == 0:
+            return
+        hseq, digest = -1, "missing"
+    except (OSError, ValueError, KeyError, TypeError):
+        hseq, digest = -1, "unreadable"
+    if digest == prev:
+        return
+    cause = "unwritten-anchored" if hseq == seq else "head-mismatch"
+    repaired.setdefault("causes", []).append(cause)
+    repaired.update(head_seq=hseq, head_hash=digest, last_seq=seq - 1)
 
 
 def _last(path: Path) -> dict[str, Any]:
@@ -132,6 +180,28 @@ def last_of(state: State, kinds: tuple[str, ...], window: int = 1 << 18) -> dict
     return None
 
 
+def has_id(state: State, entry_id: str) -> bool:
+    """Does an entry carry `"id": entry_id`? The newest 256 KiB first, then the whole file."""
+    recent = _find_id(state, entry_id, 1 << 18)
+    return recent if recent is not None else bool(_find_id(state, entry_id, None))
+
+
+def _find_id(state: State, entry_id: str, window: int | None) -> bool | None:
+    """True: found; False: not in the whole file; None: not in the window (look further)."""
+    try:
+        with state.ledger.open("rb") as fh:
+            size = state.ledger.stat().st_size
+            fh.seek(0 if window is None else max(0, size - window))
+            data = fh.read()
+    except FileNotFoundError:
+        return False
+    needle = json.dumps(entry_id).encode()
+    for line in data.splitlines():
+        if needle in line and (doc := _entry(line)) is not None and doc.get("id") == entry_id:
+            return True
+    return False if window is None or size <= window else None
+
+
 @dataclass(frozen=True)
 class Problem:
     line: int
@@ -172,9 +242,36 @@ def verify(state: State) -> tuple[int, list[Problem]]:
             )
         if seq != expect:
             problems.append(Problem(n, f"seq {seq} where {expect} was expected"))
+        outside = [c for c in doc.get("causes", ()) if c in OUTSIDE]
+        if doc.get("kind") == "ledger-repair" and outside:
+            problems.append(
+                Problem(
+                    n,
+                    f"seq {seq} records a repair of a change made outside "
+                    f"the Cell ({', '.join(outside)}): {_repair_text(doc)}",
+                )
+            )
         prev, expect = line_hash(line), seq + 1
+    if not lines and (state.journal.exists() or state.trust.exists()):
+        problems.append(
+            Problem(
+                0,
+                f"{state.ledger} is missing or empty, but this Cell has a journal or an "
+                "enrollment: the ledger was deleted",
+            )
+        )
     problems += _check_head(state, lines)
     return len(lines), problems
+
+
+def _repair_text(doc: dict[str, Any]) -> str:
+    if "head-mismatch" in doc.get("causes", ()):
+        return (
+            f"the head named seq {doc.get('head_seq')} ({str(doc.get('head_hash'))[:12]}) "
+            f"but the ledger ended at seq {doc.get('last_seq')}: entries removed from the "
+            "end, or the head edited"
+        )
+    return f"the last entry ({str(doc.get('line_sha256'))[:12]}) had lost its final newline"
 
 
 def _check_head(state: State, lines: list[bytes]) -> list[Problem]:
@@ -189,6 +286,16 @@ def _check_head(state: State, lines: list[bytes]) -> list[Problem]:
         return [Problem(0, f"{state.ledger_head} is unreadable: the end cannot be checked")]
     hashes = {line_hash(line): n for n, line in enumerate(lines, start=1)}
     if digest not in hashes:
+        last = _entry(lines[-1]) if lines else None
+        if last is not None and int(last["seq"]) + 1 == seq:
+            return [
+                Problem(
+                    len(lines) + 1,
+                    f"entry seq {seq} ({digest[:12]}) is anchored in the head but not in the "
+                    "ledger: the newest entry was removed, or the Cell was killed while "
+                    "appending it (the next append records which)",
+                )
+            ]
         return [
             Problem(
                 len(lines),
@@ -196,8 +303,8 @@ def _check_head(state: State, lines: list[bytes]) -> list[Problem]:
                 "were removed from the end, or the last one was edited",
             )
         ]
-    # One entry past the anchor is the window between an entry's fsync and the head's rename.
-    if hashes[digest] < len(lines) - 1:
+    # The head is written before the entry: no entry may ever follow the anchored one.
+    if hashes[digest] < len(lines):
         return [
             Problem(
                 hashes[digest] + 1,

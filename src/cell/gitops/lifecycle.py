@@ -21,7 +21,7 @@ from typing import Any
 from cell.apply import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
 from cell.gitops import confirm as confirmation
 from cell.gitops import ledger
-from cell.gitops.journal import Entry, Journal, read_journal, write_journal
+from cell.gitops.journal import Entry, Journal, now_iso, read_journal, write_journal
 from cell.gitops.state import State, StateError
 from cell.gitops.target import layout_json, target_of
 from cell.render import MANIFEST, render_all
@@ -228,6 +228,7 @@ def recover(state: State, journal: Journal, notes: list[str]) -> bool:
     If the live system is wholly the pending commit, that apply only missed its last write and is
     completed; otherwise the pending entry is dropped and the caller re-installs everything.
     """
+    _ledger_catch_up(state, journal, notes)
     pending = journal.pending
     if pending is None:
         return False
@@ -245,6 +246,27 @@ def recover(state: State, journal: Journal, notes: list[str]) -> bool:
     ledger.append(state, "recovery", outcome=outcome, findings=[f.what for f in live], **done)
     notes.append(f"an interrupted apply of {pending.commit[:12]} was {outcome}")
     return outcome == "abandoned"
+
+
+_KIND_OF = {"apply": "apply", "rollback": "rollback", "reconcile": "reconcile"}
+
+
+def _ledger_catch_up(state: State, journal: Journal, notes: list[str]) -> None:
+    """Write the ledger entry of the applied commit if a kill came between the journal's rename
+    and the ledger append (the journal is the truth; the ledger must say so too)."""
+    applied = journal.applied
+    if applied is None or ledger.has_id(state, applied.id):
+        return
+    ledger.append(
+        state,
+        _KIND_OF.get(applied.via, "recovery"),
+        **_summary(applied),
+        **({"outcome": "completed"} if applied.via not in _KIND_OF else {}),
+        time=applied.time,
+        recorded=now_iso(),
+        note="recorded late: the process was killed between the journal and the ledger",
+    )
+    notes.append(f"the ledger entry for {applied.commit[:12]} ({applied.via}) was written late")
 
 
 def _install(

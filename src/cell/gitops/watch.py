@@ -5,7 +5,9 @@ One thread, one selector:
   `table inet cell` -> compare the table; the kernel names the process that committed it;
 - inotify on the installed config directories -> compare the files;
 - inotify on the services' pid files, and a pidfd per running service -> compare the processes;
-- inotify on the repo's HEAD and refs -> compare the repo (HEAD, untrusted local commits);
+- inotify on the repo's HEAD, packed-refs, logs/HEAD and every directory under refs/heads (new
+  ones as they appear: `git checkout -b ops/fix` makes one) -> compare the repo (HEAD, untrusted
+  local commits);
 - inotify on the journal -> someone applied: reload what is expected, compare everything;
 - timers: the full comparison every `drift.interval` (the safety net) and the confirm deadline.
 An event is printed when a kind's findings change (new drift, or back in sync), then recorded in
@@ -45,6 +47,8 @@ from policies import gitrepo
 from policies.errors import CellError
 
 KINDS = ("nftables", "file", "process", "repo")
+ISDIR = 0x40000000
+"""IN_ISDIR: the event's subject is a directory."""
 SETTLE = {"nftables": 0.0, "file": 0.005, "process": 0.02, "repo": 0.02}
 """Seconds to let a burst of events finish before comparing (an editor's save, a git commit)."""
 
@@ -130,10 +134,15 @@ class Watcher:
         with contextlib.suppress(CellError):
             git = gitrepo.git_dir(self.repo)
             self._add(git, "git")
-            for d in [git / "refs" / "heads", *(git / "refs" / "heads").rglob("*")]:
-                if d.is_dir():
-                    self._add(d, "refs")
+            self._add(git / "logs", "logs")
+            self._watch_refs(git / "refs" / "heads")
         self.sel.register(self.notify, selectors.EVENT_READ, "inotify")
+
+    def _watch_refs(self, top: Path) -> None:
+        """`top` and every directory below it (a branch `ops/fix` lives in refs/heads/ops/)."""
+        for d in [top, *top.rglob("*")]:
+            if d.is_dir() and "refs" not in self.roles.get(d, set()):
+                self._add(d, "refs")
 
     def _add(self, path: Path, role: str) -> None:
         assert self.notify is not None
@@ -226,8 +235,15 @@ class Watcher:
                 self._watch_dirs()
         if "pids" in roles and ev.name.endswith(".run.pid"):
             self._due("process", now, f"inotify: {ev.path / ev.name}")
-        if ("git" in roles and ev.name in ("HEAD", "packed-refs")) or (
-            "refs" in roles and not ev.name.endswith(".lock")
+        if "refs" in roles and ev.mask & inotify.IGNORED:
+            roles.discard("refs")  # the directory went (a branch deleted): it may come back
+        if "refs" in roles and ev.mask & ISDIR and ev.mask & (inotify.CREATE | inotify.MOVED_TO):
+            # A new branch directory: watch it (and what was made in it before the watch took).
+            self._watch_refs(ev.path / ev.name)
+        if (
+            ("git" in roles and ev.name in ("HEAD", "packed-refs"))
+            or ("logs" in roles and ev.name == "HEAD")
+            or ("refs" in roles and not ev.name.endswith(".lock"))
         ):
             self._due("repo", now, f"inotify: {ev.path / ev.name}")
 
