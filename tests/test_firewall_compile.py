@@ -141,7 +141,15 @@ def test_literal_hub_is_a_static_element_and_not_wan(site: Site) -> None:
     assert sets["resolvers"] == [{"prefix": {"addr": "0.0.0.0", "len": 0}}]
     ssh = [e for e in sets["in_allow"] if e["concat"][0] == "eth0.10" and e["concat"][4] == 22]
     assert ssh == [
-        {"concat": ["eth0.10", {"prefix": {"addr": "10.10.0.0", "len": 24}}, "10.10.0.1", "tcp", 22]}
+        {
+            "concat": [
+                "eth0.10",
+                {"prefix": {"addr": "10.10.0.0", "len": 24}},
+                "10.10.0.1",
+                "tcp",
+                22,
+            ]
+        }
     ]
 
 
