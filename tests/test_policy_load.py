@@ -268,3 +268,16 @@ def test_bad_signers_line(site: Site) -> None:
         fh.write("eve@x ssh-ed25519 not-base64!!\n")
     line = len(site.text("allowed_signers").splitlines())
     assert one(site, "allowed_signers").startswith(f"{site.root}/allowed_signers:{line}:1:")
+
+
+def test_sinkholed_vlan_may_not_ask_outside_resolvers(site: Site) -> None:
+    site.edit("network.yaml", "sinkhole: [cameras, sensors]", "sinkhole: [cameras, sensors, ops]")
+    site.edit(
+        "network.yaml",
+        "{from: ops,     to: wan,     service: https}",
+        "{from: ops, to: wan, service: dns}",
+    )
+    err = one(site, "the sinkhole would be bypassed")
+    assert err.startswith(
+        f"{site.root}/network.yaml:{site.line_of('network.yaml', 'to: wan, service: dns')}:"
+    )

@@ -18,7 +18,16 @@ from typing import Any
 
 from firewall.compile import drop_counter_for
 from policies import Policy
-from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, WAN, Endpoint, decide, flow_ports
+from policies.flows import (
+    GATEWAY,
+    HUB_BRIDGE,
+    HUB_MANAGEMENT,
+    WAN,
+    Endpoint,
+    decide,
+    flow_ports,
+    probe_address,
+)
 
 PROBE_PORTS = [(443, "tcp"), (80, "tcp"), (22, "tcp"), (8883, "tcp"), (554, "tcp"), (9999, "udp")]
 
@@ -32,8 +41,7 @@ def _rep(policy: Policy, word: str, peer_vlan: str | None) -> dict[str, Any]:
         hosts = [h for h in policy.network.hosts if h.vlan == word]
         if hosts:
             return {"name": hosts[0].name, "vlan": word, "address": hosts[0].address}
-        net = ipaddress.IPv4Network(policy.vlans[word].subnet)
-        return {"name": f"{word}-probe", "vlan": word, "address": str(net.broadcast_address - 1)}
+        return {"name": f"{word}-probe", "vlan": word, "address": probe_address(policy, word)}
     if word == GATEWAY:
         addr = policy.vlans[peer_vlan].gateway if peer_vlan else None
         return {"name": GATEWAY, "vlan": peer_vlan, "address": addr}

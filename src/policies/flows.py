@@ -65,6 +65,18 @@ def resolve(policy: Policy, text: str) -> Endpoint | None:
     return Endpoint("address", str(ip), None, str(ip))
 
 
+def probe_address(policy: Policy, vlan: str) -> str:
+    """An address to probe from on a VLAN without hosts: the highest one that is neither the
+    gateway nor a listed host. The lab puts it in the VLAN's namespace; probes send from it."""
+    v = policy.vlans[vlan]
+    taken = {v.gateway, *(h.address for h in policy.network.hosts)}
+    net = ipaddress.IPv4Network(v.subnet)
+    for candidate in reversed(list(net.hosts())[-256:]):
+        if str(candidate) not in taken:
+            return str(candidate)
+    raise ValueError(f"VLAN {vlan} has no free address to probe from")
+
+
 def flow_ports(policy: Policy, flow: Flow) -> list[PortProto]:
     """The (port, proto) pairs a flow opens: its service's, or the hub endpoint's own ports."""
     if flow.to == HUB_BRIDGE:

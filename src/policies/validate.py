@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from policies.errors import Diagnostic
-from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, OUTSIDE, RESERVED, flow_ports
+from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, OUTSIDE, RESERVED, WAN, flow_ports
 from policies.validate_mqtt import validate_mqtt
 
 if TYPE_CHECKING:
@@ -318,6 +318,17 @@ def _dns(p: Policy, out: list[Diagnostic]) -> None:
                 src.diag(
                     ("dns", "sinkhole", i),
                     f"VLAN '{name}' is sinkholed but no flow lets it reach the gateway on 53/udp; add {{from: {name}, to: gateway, service: dns}}",
+                )
+            )
+    for i, f in enumerate(p.network.flows):
+        vlan = _vlan_of(p, f.source)
+        dns_out = {(53, "udp"), (53, "tcp")} & set(flow_ports(p, f))
+        if vlan in sink and f.to == WAN and f.service in p.network.services and dns_out:
+            out.append(
+                src.diag(
+                    ("flows", i),
+                    f"flows[{i}]: VLAN '{vlan}' is in dns.sinkhole, yet this flow lets it ask "
+                    "an outside resolver on port 53; the sinkhole would be bypassed",
                 )
             )
     for name in sorted(dns_from - set(sink)):

@@ -6,7 +6,7 @@ test can read the plan without touching the kernel.
 Addressing (nothing of it is routed off the machine: the WAN namespace has no other link):
 
 - VLANs: exactly the policy's subnets, gateway addresses and host addresses. A VLAN without hosts
-  gets one probe address, the subnet's broadcast - 1 (what `firewall.probes` uses).
+  gets one probe address, `policies.flows.probe_address` (what `firewall.probes` uses too).
 - The gateway's WAN link: 198.18.0.0/30 (RFC 2544 benchmarking range): .1 in the WAN namespace,
   .2 on the gateway's `wan.interface` and its default route.
 - "Outside" addresses, on the WAN namespace's loopback: the policy's own IPs where it gives IPs
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies import Policy
-from policies.flows import GATEWAY, WAN, flow_ports
+from policies.flows import GATEWAY, WAN, flow_ports, probe_address
 
 LAB_BASE = "/run/cell-lab"
 WAN_SIDE = "198.18.0.1"
@@ -166,7 +166,7 @@ def _vlan(policy: Policy, name: str, netns: str, ports: set[PortProto]) -> VlanP
         subnet=v.subnet,
         gateway=v.gateway,
         prefixlen=net.prefixlen,
-        addresses=addrs or (str(net.broadcast_address - 1),),
+        addresses=addrs or (probe_address(policy, name),),
         ports=tuple(sorted(ports | set(LAB_PROBE_PORTS))),
     )
 
