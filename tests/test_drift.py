@@ -11,36 +11,21 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cell.apply import apply_lab, lab_target
-from cell.lab import LabInfo, lab_down, lab_up
+from cell.apply import lab_target
+from cell.lab import LabInfo
 from cell.services import service_pids, service_strays
 from firewall import apply as fw
 from firewall import netns
-from policies import load_policy
-from test_lifecycle import Site
-from test_trust import Keys, SignedRepo
+from test_lifecycle import Site, lab  # noqa: F401  (the signed site's lab)
+from test_trust import Keys
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LabInfo, Keys]]:
-    site_id = f"t-{uuid.uuid4().hex[:8]}"
-    root = tmp_path_factory.mktemp("drift")
-    keys = Keys(root / "keys")
-    repo = SignedRepo(root / "seed", keys, site_id)
-    try:
-        yield site_id, lab_up(load_policy(repo.root), apply=apply_lab), keys
-    finally:
-        lab_down(site_id)
-        keys.close()
 
 
 @pytest.fixture

@@ -4,42 +4,17 @@ Cell's own table and files are untouched, so both are drift; an apply removes th
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cell.apply import apply_lab
-from cell.lab import LabInfo, lab_down, lab_up
+from cell.lab import LabInfo
 from firewall import netns
-from policies import load_policy
-from test_drift import drift
+from test_drift import drift, lab, site  # noqa: F401  (the drift lab and its signed site)
 from test_lifecycle import Site
-from test_trust import Keys, SignedRepo
+from test_trust import Keys
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LabInfo, Keys]]:
-    site_id = f"t-{uuid.uuid4().hex[:8]}"
-    root = tmp_path_factory.mktemp("bypass")
-    keys = Keys(root / "keys")
-    repo = SignedRepo(root / "seed", keys, site_id)
-    try:
-        yield site_id, lab_up(load_policy(repo.root), apply=apply_lab), keys
-    finally:
-        lab_down(site_id)
-        keys.close()
-
-
-@pytest.fixture
-def site(lab: tuple[str, LabInfo, Keys], tmp_path: Path) -> Site:
-    site_id, _, keys = lab
-    s = Site(tmp_path, keys, site_id)
-    s.apply()
-    return s
 
 
 def test_another_table_is_drift(site: Site, lab: tuple[str, LabInfo, Keys]) -> None:

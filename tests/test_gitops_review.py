@@ -160,7 +160,7 @@ def test_dirty_refusal_names_the_commit(repo: SignedRepo) -> None:
 
 
 @pytest.fixture
-def applied(lab: tuple[str, LabInfo, Keys], tmp_path: Path) -> Site:  # noqa: F811
+def applied(lab: tuple[str, LabInfo, Keys], tmp_path: Path) -> Site:
     site_id, _, keys = lab
     s = Site(tmp_path, keys, site_id)
     s.apply()
