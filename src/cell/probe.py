@@ -35,12 +35,13 @@ class Env:
 def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> str:
     """Runs inside the source namespace. Returns what came back ('' for nothing).
 
-    A `dst` of `name:HOSTNAME` is first resolved through the gateway's own resolver (127.0.0.1),
+    A `dst` of `name:RESOLVER@HOSTNAME` is first resolved through the Cell's resolver,
     like the bridge or the management agent would: the firewall admits only addresses that
     resolver returned, so this probes the whole path, not just the rule.
     """
     if dst.startswith("name:"):
-        resolved = dnsq.resolve("127.0.0.1", dst[5:])
+        server, _, name = dst[5:].partition("@")
+        resolved = dnsq.resolve(server, name)
         if not resolved:
             return ""
         dst = resolved[0]
@@ -90,7 +91,7 @@ def _address(probe_end: dict[str, Any], env: Env, expect: str) -> str | None:
     if probe_end.get("address"):
         return str(probe_end["address"])
     if probe_end.get("hostname"):
-        return f"name:{probe_end['hostname']}"
+        return f"name:{probe_end.get('resolver', '127.0.0.1')}@{probe_end['hostname']}"
     name = probe_end["name"]
     out = env.outside
     if name == "wan" and expect == "accept":

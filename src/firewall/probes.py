@@ -94,6 +94,9 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
     ) -> None:
         verdict = decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto))
         src_class = src["vlan"] if src["name"] != GATEWAY else GATEWAY
+        if dst.get("hostname") and not dst.get("address"):  # resolved first, as the source would
+            own = policy.vlans[src["vlan"]].gateway if src_class != GATEWAY else "127.0.0.1"
+            dst = {**dst, "resolver": own}
         probes.append(
             {
                 "id": f"{src['name']}>{_label(src, dst)}:{port}/{proto}",
