@@ -25,6 +25,7 @@ from cell.gitops.journal import Entry, Journal, now_iso, read_journal, write_jou
 from cell.gitops.state import State, StateError
 from cell.gitops.target import layout_json, target_of
 from cell.render import MANIFEST, render_all
+from firewall import apply as fw
 from policies import Policy, gitrepo, load_policy
 from policies.errors import CellError, PolicyError
 from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_dirty
@@ -225,27 +226,35 @@ def settle(state: State) -> list[str]:
 def recover(state: State, journal: Journal, notes: list[str]) -> bool:
     """Settle what a killed apply left (`pending`); True when services must all be restarted.
 
-    If the live system is wholly the pending commit, that apply only missed its last write and is
-    completed; otherwise the pending entry is dropped and the caller re-installs everything.
+    If the pending commit's table is in force (wholly: one transaction), the journal names it as
+    applied (completed; if a file or service is behind, the caller re-installs everything).
+    Otherwise its table never took, and the pending entry is dropped.
     """
     _ledger_catch_up(state, journal, notes)
     pending = journal.pending
     if pending is None:
         return False
-    from cell.gitops.drift import compare_entry
+    from cell.gitops.drift import Expected, compare_entry
 
-    live = compare_entry(state, pending, target_of(pending))
-    if not live:
+    target = target_of(pending)
+    live = compare_entry(state, pending, target)
+    table_in_force = fw.canonical(fw.read_table(target.netns)) == Expected(state, pending).canonical
+    if not live or table_in_force:
+        # Its table is in force (wholly: one transaction), so the journal must name it, even if
+        # a file or a service is behind; the caller then re-installs everything on top.
         journal.promote(replace(pending, via="recovered"), pushes=journal.applied is not None)
-        outcome = "completed"
+        outcome = "completed" if not live else "completed (table in force; services redone)"
+        write_journal(state, journal)
     else:
+        # Its table never took: dropped in memory only. The caller's own apply writes the journal
+        # (with its pending entry) before it touches anything; writing it here would let a kill in
+        # between leave a journal that names neither what is live nor what was being installed.
         journal.pending = None
         outcome = "abandoned"
-    write_journal(state, journal)
-    done = _summary(pending) if outcome == "completed" else {"commit": pending.commit}
+    done = _summary(pending) if outcome != "abandoned" else {"commit": pending.commit}
     ledger.append(state, "recovery", outcome=outcome, findings=[f.what for f in live], **done)
     notes.append(f"an interrupted apply of {pending.commit[:12]} was {outcome}")
-    return outcome == "abandoned"
+    return outcome != "completed"
 
 
 _KIND_OF = {"apply": "apply", "rollback": "rollback", "reconcile": "reconcile"}
