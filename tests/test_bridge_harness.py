@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridge.logparse import LogParser, Publish
 from bridge.render import LOG_RELATIVE, bridge_client_id
 from cell.lab import LabInfo
@@ -148,6 +150,22 @@ print(json.dumps({"codes": [codes.get(mid) for mid in sent]}))
 """
 
 
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One lab of the bridge test site per test module, removed even when a test fails."""
+    from cell.apply import apply_lab
+    from cell.lab import lab_down, lab_up
+    from policies import load_policy
+
+    site_id = new_site_id()
+    repo = make_bridge_site(tmp_path_factory.mktemp("bridge"), site_id)
+    policy = load_policy(repo)
+    try:
+        yield Site(policy, repo, lab_up(policy, apply=apply_lab))
+    finally:
+        lab_down(site_id)
+
+
 def msg(topic: str, qos: int = 1, retain: bool = False, payload: str = "x") -> dict[str, Any]:
     return {"topic": topic, "qos": qos, "retain": retain, "payload": payload}
 
@@ -245,12 +263,15 @@ class Collector:
         self._reader.join(timeout=5)
 
 
-def wait_log(log: Path, needle: str, timeout: float = 10, start: int = 0) -> None:
+def wait_log(log: Path, needle: str | tuple[str, ...], timeout: float = 10, start: int = 0) -> None:
+    """Wait until `needle` (or any of several wordings of one event) appears in `log`."""
+    needles = (needle,) if isinstance(needle, str) else needle
     deadline = time.monotonic() + timeout
     while True:
-        if log.exists() and needle in log.read_text(errors="replace")[start:]:
+        text = log.read_text(errors="replace")[start:] if log.exists() else ""
+        if any(n in text for n in needles):
             return
-        assert time.monotonic() < deadline, f"{needle!r} never appeared in {log}"
+        assert time.monotonic() < deadline, f"none of {needles!r} appeared in {log}"
         time.sleep(0.02)
 
 

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -22,11 +21,9 @@ import pytest
 from bridge.classify import Classifier
 from bridge.observer import Monitor, MonitorError, Observer
 from bridge.render import PASSWD_RELATIVE, bridge_local_client_id, bridge_state_topic
-from cell.apply import apply_lab
 from cell.bridge_cli import SNAPSHOT_RELATIVE
-from cell.lab import lab_down, lab_up
 from firewall import netns
-from policies import Policy, load_policy
+from policies import Policy
 from policies.topics import matches
 from test_bridge_harness import (
     TESTER_PUBLISH,
@@ -34,26 +31,14 @@ from test_bridge_harness import (
     assert_hub_saw_only_up_topics,
     at_hub,
     at_site,
-    make_bridge_site,
     msg,
-    new_site_id,
     publish_as,
     publish_at_hub,
+    site,  # noqa: F401  (the module's lab: one per test module)
 )
 
 pytestmark = pytest.mark.root
 CELL = [sys.executable, "-m", "cell.cli"]
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    site_id = new_site_id()
-    repo = make_bridge_site(tmp_path_factory.mktemp("bridge"), site_id)
-    policy = load_policy(repo)
-    try:
-        yield Site(policy, repo, lab_up(policy, apply=apply_lab))
-    finally:
-        lab_down(site_id)
 
 
 def classify(site: Site, topic: str) -> str:
