@@ -21,11 +21,11 @@ from typing import Any
 from cell.apply import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
 from cell.gitops import confirm as confirmation
 from cell.gitops import ledger
-from cell.gitops.journal import Entry, Journal, now_iso, read_journal, write_journal
+from cell.gitops.journal import Entry, Journal, read_journal, write_journal
+from cell.gitops.recovery import recover, summary
 from cell.gitops.state import State, StateError
 from cell.gitops.target import layout_json, target_of
 from cell.render import MANIFEST, render_all
-from firewall import apply as fw
 from policies import Policy, gitrepo, load_policy
 from policies.errors import CellError, PolicyError
 from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_dirty
@@ -223,61 +223,6 @@ def settle(state: State) -> list[str]:
         ]
 
 
-def recover(state: State, journal: Journal, notes: list[str]) -> bool:
-    """Settle what a killed apply left (`pending`); True when services must all be restarted.
-
-    If the pending commit's table is in force (wholly: one transaction), the journal names it as
-    applied (completed; if a file or service is behind, the caller re-installs everything).
-    Otherwise its table never took, and the pending entry is dropped.
-    """
-    _ledger_catch_up(state, journal, notes)
-    pending = journal.pending
-    if pending is None:
-        return False
-    from cell.gitops.drift import Expected, compare_entry
-
-    target = target_of(pending)
-    live = compare_entry(state, pending, target)
-    table_in_force = fw.canonical(fw.read_table(target.netns)) == Expected(state, pending).canonical
-    if not live or table_in_force:
-        # Its table is in force (wholly: one transaction), so the journal must name it, even if
-        # a file or a service is behind; the caller then re-installs everything on top.
-        journal.promote(replace(pending, via="recovered"), pushes=journal.applied is not None)
-        outcome = "completed" if not live else "completed (table in force; services redone)"
-        write_journal(state, journal)
-    else:
-        # Its table never took: dropped in memory only. The caller's own apply writes the journal
-        # (with its pending entry) before it touches anything; writing it here would let a kill in
-        # between leave a journal that names neither what is live nor what was being installed.
-        journal.pending = None
-        outcome = "abandoned"
-    done = _summary(pending) if outcome != "abandoned" else {"commit": pending.commit}
-    ledger.append(state, "recovery", outcome=outcome, findings=[f.what for f in live], **done)
-    notes.append(f"an interrupted apply of {pending.commit[:12]} was {outcome}")
-    return outcome != "completed"
-
-
-_KIND_OF = {"apply": "apply", "rollback": "rollback", "reconcile": "reconcile"}
-
-
-def _ledger_catch_up(state: State, journal: Journal, notes: list[str]) -> None:
-    """Write the ledger entry of the applied commit if a kill came between the journal's rename
-    and the ledger append (the journal is the truth; the ledger must say so too)."""
-    applied = journal.applied
-    if applied is None or ledger.has_id(state, applied.id):
-        return
-    ledger.append(
-        state,
-        _KIND_OF.get(applied.via, "recovery"),
-        **_summary(applied),
-        **({"outcome": "completed"} if applied.via not in _KIND_OF else {}),
-        time=applied.time,
-        recorded=now_iso(),
-        note="recorded late: the process was killed between the journal and the ledger",
-    )
-    notes.append(f"the ledger entry for {applied.commit[:12]} ({applied.via}) was written late")
-
-
 def _install(
     state: State,
     journal: Journal,
@@ -318,23 +263,8 @@ def _install(
     if stack is not None:
         journal.previous = stack
     write_journal(state, journal)
-    ledger.append(state, kind, **_summary(entry), **changes, **(extra or {}))
+    ledger.append(state, kind, **summary(entry), **changes, **(extra or {}))
     return Outcome(entry, previous, report, changes=changes)
-
-
-def _summary(entry: Entry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "commit": entry.commit,
-        "subject": entry.subject,
-        "signature": entry.signature,
-        "digests": entry.digests,
-        "netns": entry.netns,
-        "repo": entry.repo,
-        "layout": entry.layout,
-        "site": entry.site,
-        "via": entry.via,
-    }
 
 
 def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""Recovery after a kill: settle what an interrupted apply left, before anything else runs.
+
+The journal must always name what is live. An interrupted apply whose table is in force becomes
+the applied entry; one whose table never took is dropped in memory only, so that the journal on
+disk changes only when the next apply writes its own pending entry. A ledger entry lost between
+the journal's rename and the ledger append is written late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from cell.gitops import ledger
+from cell.gitops.journal import Entry, Journal, now_iso, write_journal
+from cell.gitops.state import State
+from cell.gitops.target import target_of
+from firewall import apply as fw
+
+
+def recover(state: State, journal: Journal, notes: list[str]) -> bool:
+    """Settle what a killed apply left (`pending`); True when services must all be restarted.
+
+    If the pending commit's table is in force (wholly: one transaction), the journal names it as
+    applied (completed; if a file or service is behind, the caller re-installs everything).
+    Otherwise its table never took, and the pending entry is dropped.
+    """
+    _ledger_catch_up(state, journal, notes)
+    pending = journal.pending
+    if pending is None:
+        return False
+    from cell.gitops.drift import Expected, compare_entry
+
+    target = target_of(pending)
+    live = compare_entry(state, pending, target)
+    table_in_force = fw.canonical(fw.read_table(target.netns)) == Expected(state, pending).canonical
+    if not live or table_in_force:
+        # Its table is in force (wholly: one transaction), so the journal must name it, even if
+        # a file or a service is behind; the caller then re-installs everything on top.
+        journal.promote(replace(pending, via="recovered"), pushes=journal.applied is not None)
+        outcome = "completed" if not live else "completed (table in force; services redone)"
+        write_journal(state, journal)
+    else:
+        # Its table never took: dropped in memory only. The caller's own apply writes the journal
+        # (with its pending entry) before it touches anything; writing it here would let a kill in
+        # between leave a journal that names neither what is live nor what was being installed.
+        journal.pending = None
+        outcome = "abandoned"
+    done = summary(pending) if outcome != "abandoned" else {"commit": pending.commit}
+    ledger.append(state, "recovery", outcome=outcome, findings=[f.what for f in live], **done)
+    notes.append(f"an interrupted apply of {pending.commit[:12]} was {outcome}")
+    return outcome != "completed"
+
+
+_KIND_OF = {"apply": "apply", "rollback": "rollback", "reconcile": "reconcile"}
+
+
+def _ledger_catch_up(state: State, journal: Journal, notes: list[str]) -> None:
+    """Write the ledger entry of the applied commit if a kill came between the journal's rename
+    and the ledger append (the journal is the truth; the ledger must say so too)."""
+    applied = journal.applied
+    if applied is None or ledger.has_id(state, applied.id):
+        return
+    ledger.append(
+        state,
+        _KIND_OF.get(applied.via, "recovery"),
+        **summary(applied),
+        **({"outcome": "completed"} if applied.via not in _KIND_OF else {}),
+        time=applied.time,
+        recorded=now_iso(),
+        note="recorded late: the process was killed between the journal and the ledger",
+    )
+    notes.append(f"the ledger entry for {applied.commit[:12]} ({applied.via}) was written late")
+
+
+def summary(entry: Entry) -> dict[str, Any]:
+    """What the ledger records of an applied entry."""
+    return {
+        "id": entry.id,
+        "commit": entry.commit,
+        "subject": entry.subject,
+        "signature": entry.signature,
+        "digests": entry.digests,
+        "netns": entry.netns,
+        "repo": entry.repo,
+        "layout": entry.layout,
+        "site": entry.site,
+        "via": entry.via,
+    }
