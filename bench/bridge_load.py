@@ -38,8 +38,8 @@ from typing import Any
 from bridge.classify import Classifier
 from bridge.logparse import LogParser, Publish
 from bridge.render import LOG_RELATIVE, bridge_client_id, bridge_local_client_id
-from cell.apply import apply_lab
-from cell.bridge_cli import SNAPSHOT_RELATIVE
+from cell.cli.bridge import SNAPSHOT_RELATIVE
+from cell.deploy.install import apply_lab
 from cell.lab import LabInfo, lab_down, lab_up
 from firewall import netns
 from policies import Policy, load_policy

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cell.render import render_all
+from cell.artifacts import render_all
 from firewall.compile import compile_ruleset, rule_count
 from policies import load_policy
 from sitegen import make_site

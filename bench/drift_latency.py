@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cell.apply import apply_lab  # noqa: E402
+from cell.deploy.install import apply_lab  # noqa: E402
 from cell.lab import LabInfo, lab_down, lab_up  # noqa: E402
 from firewall import netns  # noqa: E402
 from policies import load_policy  # noqa: E402

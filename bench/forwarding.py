@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cell.lab import lab_down, lab_up
-from firewall import apply as fw
 from firewall import netns
+from firewall import nft as fw
 from firewall.compile import compile_ruleset, render_json, rule_count
 from policies import load_policy
 from sitegen import EXAMPLE, make_site

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bridge.monitor import replay_log, write_snapshot
-from cell.bridge_cli import SNAPSHOT_RELATIVE
+from cell.cli.bridge import SNAPSHOT_RELATIVE
 from conftest import EXAMPLE
 from policies import load_policy
 

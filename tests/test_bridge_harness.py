@@ -153,7 +153,7 @@ print(json.dumps({"codes": [codes.get(mid) for mid in sent]}))
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """One lab of the bridge test site per test module, removed even when a test fails."""
-    from cell.apply import apply_lab
+    from cell.deploy.install import apply_lab
     from cell.lab import lab_down, lab_up
     from policies import load_policy
 

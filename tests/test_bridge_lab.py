@@ -21,7 +21,7 @@ import pytest
 from bridge.classify import Classifier
 from bridge.observer import Monitor, MonitorError, Observer
 from bridge.render import PASSWD_RELATIVE, bridge_local_client_id, bridge_state_topic
-from cell.bridge_cli import SNAPSHOT_RELATIVE
+from cell.cli.bridge import SNAPSHOT_RELATIVE
 from firewall import netns
 from policies import Policy
 from policies.topics import matches

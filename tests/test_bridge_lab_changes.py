@@ -20,13 +20,13 @@ import pytest
 from bridge.broker import Broker
 from bridge.classify import Classifier
 from bridge.render import BRIDGE_CONF, bridge_client_id, bridge_local_client_id
-from cell.apply import apply_policy, lab_target
-from cell.bridge_cli import SNAPSHOT_RELATIVE
+from cell.cli.bridge import SNAPSHOT_RELATIVE
+from cell.deploy.install import apply_policy, lab_target
+from cell.deploy.runner import NetnsRunner
 from cell.lab.processes import start as start_process
 from cell.lab.processes import stop as stop_processes
 from cell.lab.processes import wait_ready
 from cell.lab.state import write_state
-from cell.runner import NetnsRunner
 from policies import Policy, load_policy
 from test_bridge_harness import (
     Site,

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from cell.apply import apply_lab
-from cell.cli import main
+from cell.artifacts import render_all
+from cell.cli.main import main
+from cell.deploy.install import apply_lab
 from cell.lab import lab_down, lab_up
-from cell.render import render_all
-from firewall import apply as fw
+from firewall import nft as fw
 from policies import load_policy
 from test_trust import Keys, SignedRepo
 

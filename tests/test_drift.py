@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from cell.apply import lab_target
+from cell.deploy.install import lab_target
+from cell.deploy.services import service_pids, service_strays
 from cell.lab import LabInfo
-from cell.services import service_pids, service_strays
-from firewall import apply as fw
 from firewall import netns
+from firewall import nft as fw
 from test_lifecycle import Site, lab  # noqa: F401  (the signed site's lab)
 from test_trust import Keys
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Site
-from firewall import apply as fw
 from firewall import netns
+from firewall import nft as fw
 from firewall.compile import compile_ruleset, render_json
 from policies import load_policy
 

@@ -187,10 +187,11 @@ def test_watch_sees_a_commit_on_a_branch_made_after_it_started(applied: Site) ->
 def test_a_kill_between_journal_and_ledger_is_recorded_by_the_next_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cell.apply import Report
-    from cell.gitops import ledger, lifecycle
-    from cell.gitops.journal import Entry, Journal, read_journal
-    from cell.gitops.state import State
+    from cell.deploy.install import Report
+    from cell.gitops import lifecycle
+    from cell.store import ledger
+    from cell.store.journal import Entry, Journal, read_journal
+    from cell.store.statedir import State
 
     state = State(tmp_path / "state")
     ledger.append(state, "enroll")

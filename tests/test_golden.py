@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cell.render import render_all
+from cell.artifacts import render_all
 from conftest import EXAMPLE
 from policies import load_policy
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from cell.cli.lab import add_lab_commands
 from cell.lab import LabError, LabInfo, lab_down, lab_status, lab_up
-from cell.lab.cli import add_lab_commands
 from cell.lab.plan import WAN_LINK, ns_prefix
 from cell.lab.processes import alive
 from firewall import netns

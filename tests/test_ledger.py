@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cell.gitops import ledger
-from cell.gitops.state import State
+from cell.store import ledger
+from cell.store.statedir import State
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from cell.apply import apply_lab
+from cell.deploy.install import apply_lab
 from cell.lab import LabInfo, lab_down, lab_status, lab_up
-from firewall import apply as fw
+from firewall import nft as fw
 from policies import load_policy
 from test_trust import Keys, SignedRepo
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from cell.apply import apply_lab
+from cell.deploy.install import apply_lab
 from cell.lab import LabInfo, lab_down, lab_up
-from cell.probe import Env, run_probes
-from firewall import apply as fw
+from cell.verify.prober import Env, run_probes
 from firewall import netns
+from firewall import nft as fw
 from firewall.probes import compile_probes
 from labsite import make_site, new_id
 from policies import Policy, load_policy

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell.gitops.journal import Entry, now_iso
-from cell.gitops.state import State, atomic_write, dump, fsync_dir
+from cell.store.journal import Entry, now_iso
+from cell.store.statedir import State, atomic_write, dump, fsync_dir
 from policies.errors import CellError
 from policies.types import duration_seconds
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cell.apply import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
+from cell.artifacts import MANIFEST, render_all
+from cell.deploy.install import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
+from cell.deploy.place import layout_json, target_of
 from cell.gitops import confirm as confirmation
-from cell.gitops import ledger
-from cell.gitops.journal import Entry, Journal, read_journal, write_journal
 from cell.gitops.recovery import recover, summary
-from cell.gitops.state import State, StateError
-from cell.gitops.target import layout_json, target_of
-from cell.render import MANIFEST, render_all
+from cell.store import ledger
+from cell.store.journal import Entry, Journal, read_journal, write_journal
+from cell.store.statedir import State, StateError
 from policies import Policy, gitrepo, load_policy
 from policies.errors import CellError, PolicyError
 from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_dirty

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from cell.gitops import ledger
-from cell.gitops.journal import Entry, Journal, now_iso, write_journal
-from cell.gitops.state import State
-from cell.gitops.target import target_of
-from firewall import apply as fw
+from cell.deploy.place import target_of
+from cell.store import ledger
+from cell.store.journal import Entry, Journal, now_iso, write_journal
+from cell.store.statedir import State
+from firewall import nft as fw
 
 
 def recover(state: State, journal: Journal, notes: list[str]) -> bool:
@@ -29,7 +29,7 @@ def recover(state: State, journal: Journal, notes: list[str]) -> bool:
     pending = journal.pending
     if pending is None:
         return False
-    from cell.gitops.drift import Expected, compare_entry
+    from cell.drift.compare import Expected, compare_entry
 
     target = target_of(pending)
     live = compare_entry(state, pending, target)

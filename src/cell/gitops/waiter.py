@@ -10,8 +10,8 @@ import sys
 import time
 
 from cell.gitops import confirm, lifecycle
-from cell.gitops.journal import now_iso
-from cell.gitops.state import State
+from cell.store.journal import now_iso
+from cell.store.statedir import State
 from policies.errors import CellError
 
 

@@ -7,7 +7,7 @@
 
 Modules: `plan` (pure: names, addresses, ports), `topology` (pyroute2), `tls` (openssl PKI),
 `wan` (the outside services), `responder` (the small server run in each namespace), `processes`,
-`state` (LabInfo and its file), `lab` (up/down/status), `cli`.
+`state` (LabInfo and its file), `lab` (up/down/status); its commands are in `cell.cli.lab`.
 
 Exports are loaded lazily: `python -m cell.lab.responder` imports this package, and a responder
 must start in milliseconds, without pyroute2 or pydantic.

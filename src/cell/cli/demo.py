@@ -63,9 +63,9 @@ def explain_some(policy: Policy) -> None:
 
 
 def run_demo(repo: str | None, keep: bool = False) -> int:
-    from cell.apply import apply_lab
+    from cell.deploy.install import apply_lab
     from cell.lab import lab_down, lab_up
-    from cell.probe import Env, format_results, run_probes
+    from cell.verify.prober import Env, format_results, run_probes
     from firewall.probes import compile_probes
 
     path = Path(repo) if repo else example_repo()

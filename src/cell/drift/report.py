@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cell.gitops import ledger
-from cell.gitops.drift import Finding, Report
-from cell.gitops.state import State
+from cell.drift.compare import Finding, Report
+from cell.store import ledger
+from cell.store.statedir import State
 
 
 def record(state: State, findings: list[Finding], source: str) -> None:

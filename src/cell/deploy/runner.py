@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.broker import local_connectable
-from cell import procs
+from cell.deploy import daemons as procs
 from firewall import netns as ns
 
 

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell.gitops import confirm as confirmation
-from cell.gitops import inotify, lifecycle
-from cell.gitops.drift import (
+from cell.deploy.place import target_of
+from cell.drift import inotify
+from cell.drift.compare import (
     Expected,
     Finding,
     check_files,
@@ -37,11 +37,12 @@ from cell.gitops.drift import (
     check_repo,
     check_table,
 )
-from cell.gitops.inotify import Inotify
-from cell.gitops.journal import now_iso, read_journal
-from cell.gitops.report import format_event, record
-from cell.gitops.state import State
-from cell.gitops.target import target_of
+from cell.drift.inotify import Inotify
+from cell.drift.report import format_event, record
+from cell.gitops import confirm as confirmation
+from cell.gitops import lifecycle
+from cell.store.journal import now_iso, read_journal
+from cell.store.statedir import State
 from firewall.monitor import NftMonitor
 from policies import gitrepo
 from policies.errors import CellError
@@ -154,7 +155,7 @@ class Watcher:
             self.sel.unregister(fd)
             os.close(fd)
         self.pidfds = {}
-        from cell.services import service_pids
+        from cell.deploy.services import service_pids
 
         for pid in service_pids(self.target).values():
             if pid is None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cell.gitops.journal import now_iso
-from cell.gitops.state import State, atomic_write, dump
+from cell.store.journal import now_iso
+from cell.store.statedir import State, atomic_write, dump
 
 GENESIS = "0" * 64
 

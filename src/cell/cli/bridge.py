@@ -20,7 +20,7 @@ from typing import Any
 from bridge.classify import TAGS
 from bridge.render import LOG_RELATIVE
 from bridge.status import CLASSES, BridgeStatus, UnexpectedPublish
-from cell.cliutil import add_json, add_repo, add_state_dir, emit, load, state_dir
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, state_dir
 from cell.errors import UsageError
 from policies import Policy
 from policies.layout import Layout
@@ -62,7 +62,7 @@ def locate(policy: Policy, args: argparse.Namespace) -> Place:
 def current_status(policy: Policy, place: Place, now: float | None = None) -> BridgeStatus:
     """The running monitor's snapshot if it is fresh, else a replay of the broker log."""
     from bridge.monitor import read_snapshot, replay_log
-    from cell.procs import alive
+    from cell.deploy.daemons import alive
 
     now = time.time() if now is None else now
     snap = read_snapshot(place.snapshot)

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from cell.apply import Target, lab_target
-from cell.cliutil import DEFAULT_STATE
-from cell.gitops.state import State
+from cell.cli.util import DEFAULT_STATE
+from cell.deploy.install import Target, lab_target
+from cell.store.statedir import State
 from policies import gitrepo
 from policies.layout import Layout
 
 if TYPE_CHECKING:
-    from cell.gitops.journal import Entry
     from cell.lab import LabInfo
+    from cell.store.journal import Entry
 
 
 def site_of(repo: str | Path) -> str | None:

@@ -8,13 +8,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cell.cliutil import add_json, add_repo, add_state_dir, emit, repo
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, repo
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from cell.deploy.place import state_for, target_for
     from cell.gitops.confirm import parse_duration
     from cell.gitops.lifecycle import apply_head
-    from cell.gitops.target import state_for, target_for
 
     source = Path(repo(args))
     state = state_for(args.state_dir, source)

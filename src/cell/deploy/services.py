@@ -10,9 +10,9 @@ import signal
 from pathlib import Path
 
 from bridge.broker import Broker
-from cell import procs
-from cell.runner import NetnsRunner
-from cell.target import DNS_CONFS, Target
+from cell.deploy import daemons as procs
+from cell.deploy.runner import NetnsRunner
+from cell.deploy.target import DNS_CONFS, Target
 from policies import Policy
 
 SERVICES = ("sinkhole", "resolver", "broker")

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge.render import PASSWD_RELATIVE
-from cell import procs, services
-from cell.checks import check_artifacts, write_passwd
+from cell.artifacts import digest, render_all, write_tree
+from cell.deploy import daemons as procs
+from cell.deploy import services
+from cell.deploy.checks import check_artifacts, write_passwd
+from cell.deploy.target import DNS_CONFS, RULESET, Target, read_file
 from cell.errors import ApplyError
-from cell.render import digest, render_all, write_tree
-from cell.target import DNS_CONFS, RULESET, Target, read_file
-from firewall import apply as fw
+from firewall import nft as fw
 from policies import Policy
 from policies.errors import CellError
 

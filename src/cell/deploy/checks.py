@@ -11,10 +11,10 @@ from pathlib import Path
 
 from bridge.broker import BrokerError, check_config
 from bridge.render import PASSWD_RELATIVE, render_mosquitto
+from cell.artifacts import write_tree
+from cell.deploy.target import DNS_CONFS, RULESET, Target, read_file
 from cell.errors import ApplyError
-from cell.render import write_tree
-from cell.target import DNS_CONFS, RULESET, Target, read_file
-from firewall import apply as fw
+from firewall import nft as fw
 from policies import Policy
 from policies.layout import Layout
 

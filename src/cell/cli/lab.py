@@ -63,7 +63,7 @@ def _site(args: argparse.Namespace) -> str:
 def _apply_hook() -> Any:
     """The real apply (`cell.apply.apply_lab`) when it is there; else the lab stays bare."""
     try:
-        from cell.apply import apply_lab
+        from cell.deploy.install import apply_lab
     except ImportError:
         return None
     return apply_lab

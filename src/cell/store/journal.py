@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from cell.gitops.state import State, StateError, atomic_write, dump
+from cell.store.statedir import State, StateError, atomic_write, dump
 
 VERSION = 1
 KEEP = 32

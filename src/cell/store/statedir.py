@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cell.render import MANIFEST
+from cell.artifacts import MANIFEST
 from policies.errors import CellError
 
 
@@ -143,7 +143,7 @@ class State:
         dest = self.rendered / key
         if (dest / ".complete").exists():
             return key
-        from cell.render import write_tree
+        from cell.artifacts import write_tree
 
         tmp = self.rendered / f".{key}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cell import dnsq
-from firewall import apply as fw
+from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
+from firewall import nft as fw
 
 TIMEOUT = 2.0
 GRACE = 0.15  # after the counter rises, how long we still listen for a (leaked) answer

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cell.gitops.bypass import check_extra_files, check_hub_sets, check_other_tables
-from cell.gitops.finding import Finding as Finding  # noqa: PLC0414 (re-exported for report, watch)
-from cell.gitops.finding import mtime
-from cell.gitops.journal import Entry
-from cell.gitops.state import State
-from cell.services import service_argv, service_pids, service_strays
-from cell.target import RULESET, Target
-from firewall import apply as fw
+from cell.deploy.services import service_argv, service_pids, service_strays
+from cell.deploy.target import RULESET, Target
+from cell.drift.bypass import check_extra_files, check_hub_sets, check_other_tables
+from cell.drift.finding import Finding as Finding  # noqa: PLC0414 (re-exported for report, watch)
+from cell.drift.finding import mtime
+from cell.store.journal import Entry
+from cell.store.statedir import State
+from firewall import nft as fw
 from firewall.nfttext import render_text
 from policies import gitrepo
 from policies.trust import TrustRefused, check_range

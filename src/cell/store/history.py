@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell.gitops import ledger
-from cell.gitops.journal import parse_iso, read_journal
-from cell.gitops.state import State
-from cell.render import MANIFEST, render_all, write_tree
+from cell.artifacts import MANIFEST, render_all, write_tree
+from cell.store import ledger
+from cell.store.journal import parse_iso, read_journal
+from cell.store.statedir import State
 from policies import gitrepo, load_policy
 from policies.errors import CellError
 from policies.layout import Layout

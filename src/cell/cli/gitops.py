@@ -11,20 +11,20 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from cell.cliutil import add_json, add_repo, add_state_dir, emit
+from cell.cli.util import add_json, add_repo, add_state_dir, emit
 from cell.errors import UsageError
 
 
 def _state(args: argparse.Namespace) -> Any:
-    from cell.gitops.target import state_for
+    from cell.deploy.place import state_for
 
     return state_for(getattr(args, "state_dir", None), getattr(args, "repo", None))
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from cell.gitops import ledger
-    from cell.gitops.journal import read_journal
-    from cell.gitops.state import atomic_write
+    from cell.store import ledger
+    from cell.store.journal import read_journal
+    from cell.store.statedir import atomic_write
     from policies.signers import parse_signers
     from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
 
@@ -107,12 +107,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    from cell.deploy.place import target_of
+    from cell.drift.compare import compare_all
+    from cell.drift.report import format_report, record
+    from cell.drift.watch import watch
     from cell.gitops import lifecycle
-    from cell.gitops.drift import compare_all
-    from cell.gitops.journal import read_journal
-    from cell.gitops.report import format_report, record
-    from cell.gitops.target import target_of
-    from cell.gitops.watch import watch
+    from cell.store.journal import read_journal
 
     state = _state(args)
     if args.watch:
@@ -140,7 +140,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from cell.gitops.ledger import verify
+    from cell.store.ledger import verify
 
     state = _state(args)
     count, problems = verify(state)
@@ -160,7 +160,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from cell.gitops.history import applied_at, parse_at, render_at
+    from cell.store.history import applied_at, parse_at, render_at
 
     state = _state(args)
     entry = applied_at(state, parse_at(args.at))
@@ -186,7 +186,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from cell.gitops.history import applies, format_entry
+    from cell.store.history import applies, format_entry
 
     entries = list(reversed(applies(_state(args))))[: args.n]
     emit(args, entries, "\n".join(format_entry(e) for e in entries) or "nothing applied yet")

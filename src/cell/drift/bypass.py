@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from cell import dnsq
-from cell.gitops.finding import Finding, mtime
-from cell.target import DNS_CONFS, Target
-from firewall import apply as fw
+from cell.deploy.target import DNS_CONFS, Target
+from cell.drift.finding import Finding, mtime
+from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
+from firewall import nft as fw
 
 if TYPE_CHECKING:
-    from cell.gitops.drift import Expected
+    from cell.drift.compare import Expected
 
 
 RESOLVER_CONF = DNS_CONFS[1]

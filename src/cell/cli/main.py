@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cell.cliutil import DEFAULT_REPO, emit, load, repo
+from cell.cli.util import DEFAULT_REPO, emit, load, repo
 from policies.errors import CellError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -25,7 +25,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from cell.render import MANIFEST, render_all, write_tree
+    from cell.artifacts import MANIFEST, render_all, write_tree
 
     files = render_all(load(args))
     write_tree(Path(args.out), files)
@@ -65,7 +65,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from cell.lab import lab_status
-    from cell.probe import Env, format_results, run_probes
+    from cell.verify.prober import Env, format_results, run_probes
     from firewall.probes import compile_probes
 
     policy = load(args)
@@ -83,7 +83,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cell.demo import run_demo
+    from cell.cli.demo import run_demo
 
     return run_demo(args.repo, keep=args.keep)
 
@@ -157,15 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--lab", action="store_true", help="probe the lab site (the only mode this build supports)"
     )
 
-    from cell.apply_cli import add_apply_commands
-    from cell.lab.cli import add_lab_commands
+    from cell.cli.apply import add_apply_commands
+    from cell.cli.lab import add_lab_commands
 
     add_apply_commands(sub)
     add_lab_commands(sub)
-    from cell.bridge_cli import add_bridge_commands
+    from cell.cli.bridge import add_bridge_commands
 
     add_bridge_commands(sub)
-    from cell.gitops.cli import add_gitops_commands
+    from cell.cli.gitops import add_gitops_commands
 
     add_gitops_commands(sub)
 

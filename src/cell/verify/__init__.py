@@ -1,0 +1,1 @@
+"""Proving the promise with evidence: the probe runner (`prober`) and its DNS client (`dnsquery`)."""
