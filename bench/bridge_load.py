@@ -37,12 +37,12 @@ from typing import Any
 
 from bridge.classify import Classifier
 from bridge.logparse import LogParser, Publish
-from bridge.render import LOG_RELATIVE, bridge_client_id, bridge_local_client_id
-from cell.cli.bridge import SNAPSHOT_RELATIVE
+from bridge.render import bridge_client_id, bridge_local_client_id
 from cell.deploy.install import apply_lab
 from cell.lab import LabInfo, lab_down, lab_up
 from firewall import netns
 from policies import Policy, load_policy
+from policies.layout import BRIDGE_SNAPSHOT, MOSQUITTO_LOG
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "site-config-example"
 CLASSES = ("up", "down", "local", "never")
@@ -240,8 +240,8 @@ def run(policy: Policy, repo: Path, info: LabInfo, args: argparse.Namespace, tmp
     classifier = Classifier(policy)
     prefix = policy.site.hub.bridge.remote_prefix
     hub_log = Path(info.mqtt["hub"]["log"])
-    site_log = Path(info.layout.state) / LOG_RELATIVE
-    snapshot = Path(info.layout.state) / SNAPSHOT_RELATIVE
+    site_log = Path(info.layout.state) / MOSQUITTO_LOG
+    snapshot = Path(info.layout.state) / BRIDGE_SNAPSHOT
     sub_out = tmp / "hub-sub.txt"
     sub = hub_subscriber(info, sub_out)
     cell = [sys.executable, "-m", "cell.cli", "bridge", "monitor", "--repo", str(repo), "--json"]

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from bridge.monitor import replay_log, write_snapshot
-from cell.cli.bridge import SNAPSHOT_RELATIVE
 from conftest import EXAMPLE
 from policies import load_policy
+from policies.layout import BRIDGE_SNAPSHOT
 
 TAGS = {"up": "↑hub", "down": "↓hub", "local": "✗ stays local", "never": "✗ never bridged"}
 
@@ -117,11 +117,11 @@ def test_status_prefers_a_fresh_snapshot_of_a_live_monitor(tmp_path: Path) -> No
     snap = replay_log(policy, log, time.time())
     snap.source, snap.monitor_pid = "monitor", os.getpid()
     snap.seen["never"] = 42  # only the snapshot says this
-    write_snapshot(snap, tmp_path / SNAPSHOT_RELATIVE)
+    write_snapshot(snap, tmp_path / BRIDGE_SNAPSHOT)
     doc = json.loads(status(tmp_path, "--json").stdout)
     assert doc["source"] == "monitor" and doc["seen"]["never"] == 42
     snap.updated -= 60  # stale: the monitor stopped writing
-    write_snapshot(snap, tmp_path / SNAPSHOT_RELATIVE)
+    write_snapshot(snap, tmp_path / BRIDGE_SNAPSHOT)
     doc = json.loads(status(tmp_path, "--json").stdout)
     assert doc["source"] == "log" and doc["seen"]["never"] == 0
 

@@ -27,11 +27,12 @@ from typing import Any
 import pytest
 
 from bridge.logparse import LogParser, Publish
-from bridge.render import LOG_RELATIVE, bridge_client_id
+from bridge.render import bridge_client_id
 from cell.lab import LabInfo
 from conftest import EXAMPLE
 from firewall import netns
 from policies import Policy
+from policies.layout import MOSQUITTO_LOG
 
 SETTLE = 0.5
 """How long to keep waiting for a forbidden message after the control message has arrived."""
@@ -95,7 +96,7 @@ class Site:
 
     @property
     def site_log(self) -> Path:
-        return Path(self.info.layout.state) / LOG_RELATIVE
+        return Path(self.info.layout.state) / MOSQUITTO_LOG
 
     @property
     def hub_log(self) -> Path:

@@ -20,10 +20,10 @@ import pytest
 
 from bridge.classify import Classifier
 from bridge.observer import Monitor, MonitorError, Observer
-from bridge.render import PASSWD_RELATIVE, bridge_local_client_id, bridge_state_topic
-from cell.cli.bridge import SNAPSHOT_RELATIVE
+from bridge.render import bridge_local_client_id, bridge_state_topic
 from firewall import netns
 from policies import Policy
+from policies.layout import BRIDGE_SNAPSHOT, PASSWD
 from policies.topics import matches
 from test_bridge_harness import (
     TESTER_PUBLISH,
@@ -46,7 +46,7 @@ def classify(site: Site, topic: str) -> str:
 
 
 def test_logins_come_from_a_generated_password_file(site: Site) -> None:
-    passwd = Path(site.info.layout.state) / PASSWD_RELATIVE
+    passwd = Path(site.info.layout.state) / PASSWD
     assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
     entries = dict(line.split(":", 1) for line in passwd.read_text().splitlines())
     assert set(entries) == {c.username for c in site.policy.mqtt.clients} | {"cell"}
@@ -184,7 +184,7 @@ def bridge_status(site: Site) -> dict[str, object]:
 def test_monitor_counts_exactly_what_was_published(site: Site) -> None:
     before = bridge_status(site)
     assert before["source"] == "log" and before["ok"]
-    snapshot = Path(site.info.layout.state) / SNAPSHOT_RELATIVE
+    snapshot = Path(site.info.layout.state) / BRIDGE_SNAPSHOT
     snapshot.unlink(missing_ok=True)
     monitor = subprocess.Popen(
         [*CELL, "bridge", "monitor", "--repo", str(site.repo), "--seconds", "60", "--json"],

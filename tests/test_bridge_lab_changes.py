@@ -19,8 +19,7 @@ import pytest
 
 from bridge.broker import Broker
 from bridge.classify import Classifier
-from bridge.render import BRIDGE_CONF, bridge_client_id, bridge_local_client_id
-from cell.cli.bridge import SNAPSHOT_RELATIVE
+from bridge.render import bridge_client_id, bridge_local_client_id
 from cell.deploy.install import apply_policy, lab_target
 from cell.deploy.runner import NetnsRunner
 from cell.lab.processes import start as start_process
@@ -28,6 +27,7 @@ from cell.lab.processes import stop as stop_processes
 from cell.lab.processes import wait_ready
 from cell.lab.state import write_state
 from policies import Policy, load_policy
+from policies.layout import BRIDGE_CONF, BRIDGE_SNAPSHOT
 from test_bridge_harness import (
     Site,
     assert_hub_saw_only_up_topics,
@@ -188,7 +188,7 @@ def test_a_misrendered_bridge_is_reported_as_unexpected_publishes(site: Site) ->
         wait_log(
             site.site_log, f"Received CONNACK on connection {local_id}", timeout=30, start=offset
         )
-        snapshot = state / SNAPSHOT_RELATIVE
+        snapshot = state / BRIDGE_SNAPSHOT
         snapshot.unlink(missing_ok=True)
         monitor = subprocess.Popen(
             [*CELL, "bridge", "monitor", "--repo", str(site.repo), "--seconds", "60", "--json"],

@@ -23,17 +23,9 @@ import pytest
 
 from conftest import EXAMPLE
 from firewall import netns
-from firewall.dns import (
-    RESOLVER,
-    SINKHOLE,
-    hub_nftsets,
-    log_relative,
-    render_dnsmasq,
-    resolver_addresses,
-    sinkhole_addresses,
-)
+from firewall.dns import hub_nftsets, render_dnsmasq, resolver_addresses, sinkhole_addresses
 from policies import Policy, load_policy
-from policies.layout import Layout
+from policies.layout import RESOLVER_CONF, SINKHOLE_CONF, Layout, dnsmasq_log
 from policies.model import Endpoint, Flow
 
 ROOT = Layout(root="/srv/gw")
@@ -71,7 +63,7 @@ def with_bridge(policy: Policy, **update: Any) -> Policy:
 
 
 def test_sinkhole_of_the_example(policy: Policy) -> None:
-    got = lines(policy, SINKHOLE)
+    got = lines(policy, SINKHOLE_CONF)
     assert [g for g in got if g.startswith("listen-address=")] == [
         "listen-address=10.10.0.1",
         "listen-address=10.30.0.1",
@@ -93,7 +85,7 @@ def test_sinkhole_of_the_example(policy: Policy) -> None:
 
 
 def test_resolver_of_the_example(policy: Policy) -> None:
-    got = lines(policy, RESOLVER)
+    got = lines(policy, RESOLVER_CONF)
     assert [g for g in got if g.startswith("listen-address=")] == ["listen-address=127.0.0.1"]
     assert [g for g in got if g.startswith("server=")] == ["server=203.0.113.53"]
     assert [g for g in got if g.startswith("nftset=")] == [
@@ -120,12 +112,12 @@ def test_resolver_serves_non_sinkhole_vlans_with_a_dns_flow(policy: Policy) -> N
     p = with_network(policy, flows=flows)
     # ops through its host `laptop`; cameras are sinkholed; cell has no 53/udp flow.
     assert resolver_addresses(p) == ["127.0.0.1", "10.40.0.1"]
-    assert "listen-address=10.40.0.1" in lines(p, RESOLVER)
+    assert "listen-address=10.40.0.1" in lines(p, RESOLVER_CONF)
 
 
 def test_resolver_without_wan_resolvers_reads_a_resolv_file(policy: Policy) -> None:
     p = with_network(policy, wan=policy.network.wan.model_copy(update={"resolvers": []}))
-    got = lines(p, RESOLVER)
+    got = lines(p, RESOLVER_CONF)
     assert "resolv-file=/srv/gw/etc/resolv.conf" in got
     assert not [g for g in got if g.startswith("server=") or g in ("no-resolv", "no-poll")]
 
@@ -139,7 +131,7 @@ def test_nftsets_only_for_hostnames_with_their_index(policy: Policy) -> None:
             Endpoint(address="mgmt.example.eu", port=443),
         ],
     )
-    assert [g for g in lines(p, RESOLVER) if g.startswith("nftset=")] == [
+    assert [g for g in lines(p, RESOLVER_CONF) if g.startswith("nftset=")] == [
         "nftset=/api.balena-cloud.com/4#inet#cell#hub_mgmt_1",
         "nftset=/mgmt.example.eu/4#inet#cell#hub_mgmt_2",
     ]
@@ -149,12 +141,12 @@ def test_one_hostname_for_two_endpoints_is_one_line(policy: Policy) -> None:
     p = with_hub(policy, management=[Endpoint(address="hub.example.eu", port=443)])
     assert hub_nftsets(p) == {"hub.example.eu": ["hub_bridge", "hub_mgmt_0"]}
     assert "nftset=/hub.example.eu/4#inet#cell#hub_bridge,4#inet#cell#hub_mgmt_0" in lines(
-        p, RESOLVER
+        p, RESOLVER_CONF
     )
 
 
 def test_no_sinkhole_vlan_means_dns_off_not_everywhere(policy: Policy) -> None:
-    got = lines(with_dns(policy, sinkhole=[]), SINKHOLE)
+    got = lines(with_dns(policy, sinkhole=[]), SINKHOLE_CONF)
     assert "port=0" in got and "port=53" not in got
     assert not [g for g in got if g.startswith(("listen-address=", "address=", "server="))]
 
@@ -162,7 +154,7 @@ def test_no_sinkhole_vlan_means_dns_off_not_everywhere(policy: Policy) -> None:
 def test_render_is_deterministic(policy: Policy) -> None:
     first = render_dnsmasq(policy, ROOT)
     assert first == render_dnsmasq(load_policy(EXAMPLE), ROOT)
-    assert list(first) == [SINKHOLE, RESOLVER]
+    assert list(first) == [SINKHOLE_CONF, RESOLVER_CONF]
 
 
 UNSAFE: dict[str, Callable[[Policy], Policy]] = {
@@ -217,7 +209,7 @@ def test_dnsmasq_accepts_both_files(policy: Policy, tmp_path: Path) -> None:
 
 
 def test_dnsmasq_refuses_a_broken_file(policy: Policy, tmp_path: Path) -> None:
-    path = install(policy, Layout(root=str(tmp_path)))[SINKHOLE]
+    path = install(policy, Layout(root=str(tmp_path)))[SINKHOLE_CONF]
     path.write_text(path.read_text() + "bogus-directive=1\n")
     r = dnsmasq_test(path)
     assert r.returncode != 0
@@ -280,7 +272,7 @@ def ask(ns: str, server: str, name: str, qtype: int = A) -> tuple[int, list[str]
 @pytest.mark.root
 def test_sinkhole_answers_everything_and_logs_it(policy: Policy, tmp_path: Path) -> None:
     layout = Layout(root=str(tmp_path))
-    conf = install(policy, layout)[SINKHOLE]
+    conf = install(policy, layout)[SINKHOLE_CONF]
     with netns.scratch() as ns:
         add_addresses(ns, "10.10.0.1", "10.30.0.1")
         with dnsmasq(ns, conf):
@@ -292,7 +284,7 @@ def test_sinkhole_answers_everything_and_logs_it(policy: Policy, tmp_path: Path)
             # It listens on the sinkhole gateways only: not on the Cell's own 127.0.0.1.
             with pytest.raises(OSError):
                 ask(ns, "127.0.0.1", "telemetry.vendor.example")
-    log = (Path(layout.state) / log_relative("sinkhole")).read_text()
+    log = (Path(layout.state) / dnsmasq_log("sinkhole")).read_text()
     assert "query[A] telemetry.vendor.example from 10.10.0.1" in log
     assert "config telemetry.vendor.example is 0.0.0.0" in log
     assert "forwarded" not in log
@@ -350,7 +342,7 @@ def elements(ns: str, name: str) -> list[str]:
 @pytest.mark.root
 def test_resolver_forwards_and_fills_the_hub_sets(policy: Policy, tmp_path: Path) -> None:
     layout = Layout(root=str(tmp_path))
-    conf = install(policy, layout)[RESOLVER]
+    conf = install(policy, layout)[RESOLVER_CONF]
     upstream = tmp_path / "upstream.conf"
     upstream.write_text(
         "listen-address=203.0.113.53\nbind-interfaces\nno-resolv\nno-hosts\n"
@@ -373,5 +365,5 @@ def test_resolver_forwards_and_fills_the_hub_sets(policy: Policy, tmp_path: Path
             # A sinkhole VLAN's gateway is not served here, even where the address exists.
             with pytest.raises(OSError):
                 ask(ns, "10.10.0.1", "hub.example.eu")
-    log = (Path(layout.state) / log_relative("resolver")).read_text()
+    log = (Path(layout.state) / dnsmasq_log("resolver")).read_text()
     assert "nftset add 4 inet cell hub_bridge 198.51.100.7 hub.example.eu" in log

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from policies.errors import CellError
+from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, MOSQUITTO_INCLUDE_DIR, PASSWD
 
 Action = Literal["unchanged", "started", "reloaded", "restarted"]
-RESTART_FILES = ("mosquitto/mosquitto.conf", "mosquitto/conf.d/bridge.conf")
-INCLUDE_DIR = "mosquitto/conf.d/"  # any file here is bridge or listener config: a restart
-RELOAD_FILES = ("mosquitto/acl", "mosquitto/passwd")
+RESTART_FILES = (MOSQUITTO_CONF, BRIDGE_CONF)
+RELOAD_FILES = (ACL, PASSWD)
 
 
 class BrokerError(CellError):
@@ -73,7 +73,9 @@ class Broker:
         if not self.runner.running(self.pidfile):
             self.start()
             return "started"
-        if changed & set(RESTART_FILES) or any(n.startswith(INCLUDE_DIR) for n in changed):
+        if changed & set(RESTART_FILES) or any(
+            n.startswith(f"{MOSQUITTO_INCLUDE_DIR}/") for n in changed
+        ):
             self.stop()
             self.start()
             return "restarted"

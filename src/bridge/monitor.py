@@ -16,7 +16,6 @@ uses, so what Cell explains is what it counts.
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +33,7 @@ from bridge.status import (
     zero_counts,
 )
 from policies import Policy
+from policies.fsutil import atomic_write
 
 KEEP_UNEXPECTED = 100
 """Unexpected publishes kept in a snapshot (the most recent); `unexpected_total` counts all."""
@@ -264,10 +264,8 @@ def replay_log(policy: Policy, log: Path, now: float) -> BridgeStatus:
 
 def write_snapshot(status: BridgeStatus, path: Path) -> None:
     """Atomically (write, then rename): a reader sees the old snapshot or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status.to_json(), ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    data = json.dumps(status.to_json(), ensure_ascii=False) + "\n"
+    atomic_write(path, data.encode(), durable=False)
 
 
 def read_snapshot(path: Path) -> BridgeStatus | None:

@@ -9,7 +9,7 @@ config directory:
 - `mosquitto/acl`: what each local client may publish (`write`) and receive (`read`).
 
 The password file is not rendered: it holds secrets, so `cell apply` generates it from the site's
-credentials into the state directory (`PASSWD_RELATIVE`). mosquitto does not reload bridges on
+credentials into the state directory (`policies.layout.PASSWD`). mosquitto does not reload bridges on
 SIGHUP, so a changed `bridge.conf` needs a broker restart. Every choice that matters for sovereignty
 is explained in a comment of the generated file itself, where an auditor reads it; the behaviour
 claimed there is checked against a real mosquitto 2.0.11 in tests/test_render_mosquitto.py.
@@ -20,19 +20,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from policies.confline import WIDTH, lines, no_control, safe, why
+from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, MOSQUITTO_LOG, MOSQUITTO_PID, PASSWD
 
 if TYPE_CHECKING:
     from policies import Policy
     from policies.layout import Layout
     from policies.model import TopicRule
 
-CONF = "mosquitto/mosquitto.conf"
-BRIDGE_CONF = "mosquitto/conf.d/bridge.conf"
-ACL = "mosquitto/acl"
-PASSWD_RELATIVE = "mosquitto/passwd"
-"""The password file, relative to `layout.state`; written by `cell apply`, never rendered."""
-LOG_RELATIVE = "mosquitto/mosquitto.log"
-PID_RELATIVE = "mosquitto/mosquitto.pid"
 MONITOR_USER = "cell"
 """The Cell's own login on the local broker (reserved by validation: no policy client has it)."""
 STATUS_FILTER = "cell/status/#"
@@ -58,7 +52,7 @@ def bridge_state_topic(policy: Policy) -> str:
 def render_mosquitto(policy: Policy, layout: Layout) -> dict[str, bytes]:
     """The broker's files (relative path -> contents). Raises ValueError on an unsafe value."""
     return {
-        CONF: lines(_main(policy, layout)),
+        MOSQUITTO_CONF: lines(_main(policy, layout)),
         BRIDGE_CONF: lines(_bridge(policy, layout)),
         ACL: lines(_acl(policy)),
     }
@@ -87,7 +81,7 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
             "credentials: never hand-written, never in the policy.",
         ),
         "allow_anonymous false",
-        f"password_file {state}/{PASSWD_RELATIVE}",
+        f"password_file {state}/{PASSWD}",
         f"acl_file {config}/{ACL}",
         *why(
             "No re-check of a retained message against its publisher's rights: mosquitto 2.0.11",
@@ -127,7 +121,7 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
             "and the `Denied PUBLISH` lines to see what tried. `subscribe`/`unsubscribe` show who",
             "listens where. The Cell rotates the file and sends SIGHUP to reopen it.",
         ),
-        f"log_dest file {state}/{LOG_RELATIVE}",
+        f"log_dest file {state}/{MOSQUITTO_LOG}",
         "log_type error",
         "log_type warning",
         "log_type notice",
@@ -138,7 +132,7 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
         *why("Seconds since the epoch: unambiguous across time zones and trivial to parse."),
         "log_timestamp true",
         "connection_messages true",
-        f"pid_file {state}/{PID_RELATIVE}",
+        f"pid_file {state}/{MOSQUITTO_PID}",
         *why(
             "Stay root: as user mosquitto, 2.0.11 cannot write its pid file into the Cell's state",
             "directory, nor read the bridge's key (root-only). Confinement is the firewall's job",

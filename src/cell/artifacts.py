@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from bridge.render import render_mosquitto
@@ -17,9 +16,8 @@ from firewall.dns import render_dnsmasq
 from firewall.nfttext import render_text
 from firewall.probes import render_probes
 from policies import Policy
-from policies.layout import DEFAULT_LAYOUT, Layout
-
-MANIFEST = "manifest.json"
+from policies.fsutil import atomic_write
+from policies.layout import DEFAULT_LAYOUT, MANIFEST, PROBES, RULESET_JSON, RULESET_NFT, Layout
 
 
 def render_all(policy: Policy, layout: Layout = DEFAULT_LAYOUT) -> dict[str, bytes]:
@@ -27,10 +25,10 @@ def render_all(policy: Policy, layout: Layout = DEFAULT_LAYOUT) -> dict[str, byt
     objects = compile_ruleset(policy)
     files: dict[str, bytes] = {}
     files.update(render_mosquitto(policy, layout))
-    files["nftables/ruleset.json"] = render_json(objects)
-    files["nftables/ruleset.nft"] = render_text(objects)
+    files[RULESET_JSON] = render_json(objects)
+    files[RULESET_NFT] = render_text(objects)
     files.update(render_dnsmasq(policy, layout))
-    files["probes.json"] = render_probes(policy)
+    files[PROBES] = render_probes(policy)
     files[MANIFEST] = render_manifest(policy, files)
     return dict(sorted(files.items()))
 
@@ -50,11 +48,4 @@ def render_manifest(policy: Policy, files: dict[str, bytes]) -> bytes:
 def write_tree(out: Path, files: dict[str, bytes]) -> None:
     """Write rendered files under `out`, each atomically (temp file, fsync, rename)."""
     for name, data in files.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        atomic_write(out / name, data)

@@ -26,23 +26,13 @@ from typing import TYPE_CHECKING
 from firewall.compile import HUB_BRIDGE_SET, TABLE, TABLE_FAMILY, hub_mgmt_set
 from policies.confline import lines, safe, why
 from policies.flows import GATEWAY, flow_ports, resolve
+from policies.layout import RESOLVER_CONF, SINKHOLE_CONF, dnsmasq_log, dnsmasq_pid
 
 if TYPE_CHECKING:
     from policies import Policy
     from policies.layout import Layout
 
-SINKHOLE = "dnsmasq/sinkhole.conf"
-RESOLVER = "dnsmasq/resolver.conf"
 LOOPBACK = "127.0.0.1"
-
-
-def log_relative(instance: str) -> str:
-    """The query log of `instance` ('sinkhole' or 'resolver'), relative to `layout.state`."""
-    return f"dnsmasq/{instance}.log"
-
-
-def pid_relative(instance: str) -> str:
-    return f"dnsmasq/{instance}.pid"
 
 
 def sinkhole_addresses(policy: Policy) -> list[str]:
@@ -82,8 +72,8 @@ def hub_nftsets(policy: Policy) -> dict[str, list[str]]:
 def render_dnsmasq(policy: Policy, layout: Layout) -> dict[str, bytes]:
     """Both dnsmasq configs (relative path -> contents). Raises ValueError on an unsafe value."""
     return {
-        SINKHOLE: lines(_sinkhole(policy, layout)),
-        RESOLVER: lines(_resolver(policy, layout)),
+        SINKHOLE_CONF: lines(_sinkhole(policy, layout)),
+        RESOLVER_CONF: lines(_resolver(policy, layout)),
     }
 
 
@@ -136,8 +126,8 @@ def _common(policy: Policy, layout: Layout, instance: str, what: str, port: int 
             "may not be able to create the file again.",
         ),
         "log-queries=extra",
-        f"log-facility={state}/{log_relative(instance)}",
-        f"pid-file={state}/{pid_relative(instance)}",
+        f"log-facility={state}/{dnsmasq_log(instance)}",
+        f"pid-file={state}/{dnsmasq_pid(instance)}",
         *why(
             "Drop root after binding: this process parses packets from the site's devices.",
             "(dnsmasq keeps CAP_NET_ADMIN when it has nftsets to fill.)",

@@ -12,7 +12,6 @@ them in from its environment (the lab's WAN namespace), since the policy does no
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 
@@ -28,6 +27,7 @@ from policies.flows import (
     flow_ports,
     probe_address,
 )
+from policies.types import ipv4_or_none
 
 PROBE_PORTS = [(443, "tcp"), (80, "tcp"), (22, "tcp"), (8883, "tcp"), (554, "tcp"), (9999, "udp")]
 
@@ -49,7 +49,7 @@ def _rep(policy: Policy, word: str, peer_vlan: str | None) -> dict[str, Any]:
         return {
             "name": HUB_BRIDGE,
             "vlan": None,
-            "address": _ip(policy.site.hub.bridge.address),
+            "address": ipv4_or_none(policy.site.hub.bridge.address),
             "hostname": policy.site.hub.bridge.address,
         }
     if word == HUB_MANAGEMENT:
@@ -57,17 +57,10 @@ def _rep(policy: Policy, word: str, peer_vlan: str | None) -> dict[str, Any]:
         return {
             "name": HUB_MANAGEMENT,
             "vlan": None,
-            "address": _ip(m.address),
+            "address": ipv4_or_none(m.address),
             "hostname": m.address,
         }
     return {"name": word, "vlan": None, "address": None}
-
-
-def _ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        return None
 
 
 def _kind(port: int, proto: str) -> str:

@@ -1,4 +1,4 @@
-"""Where rendered files live on a Cell, as written into configs that point at each other.
+"""Every file name the Cell renders or keeps, spelled once, and where those files live.
 
 Rendering is pure, but a mosquitto config names its ACL file and a dnsmasq config its log file,
 so the renderers need to know the paths. `root` prefixes every absolute path the configs mention,
@@ -10,12 +10,68 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Rendered artifacts, relative to the config directory (and to `cell render --out`).
+RULESET_JSON = "nftables/ruleset.json"
+RULESET_NFT = "nftables/ruleset.nft"
+MOSQUITTO_CONF = "mosquitto/mosquitto.conf"
+MOSQUITTO_INCLUDE_DIR = "mosquitto/conf.d"
+"""mosquitto loads every file in it: anything there is listener or bridge configuration."""
+BRIDGE_CONF = f"{MOSQUITTO_INCLUDE_DIR}/bridge.conf"
+ACL = "mosquitto/acl"
+SINKHOLE_CONF = "dnsmasq/sinkhole.conf"
+RESOLVER_CONF = "dnsmasq/resolver.conf"
+DNS_CONFS = (SINKHOLE_CONF, RESOLVER_CONF)
+PROBES = "probes.json"
+MANIFEST = "manifest.json"
+CONFIG_DIRS = (MOSQUITTO_INCLUDE_DIR, "mosquitto", "dnsmasq", "nftables")
+"""The directories of the config tree whose contents the Cell owns (drift watches them)."""
+
+# Runtime state of the services, relative to the state directory.
+PASSWD = "mosquitto/passwd"
+MOSQUITTO_LOG = "mosquitto/mosquitto.log"
+MOSQUITTO_PID = "mosquitto/mosquitto.pid"
+MOSQUITTO_RUN_PID = "mosquitto/mosquitto.run.pid"
+RUN_PID_SUFFIX = ".run.pid"
+RESOLV_CONF = "resolv.conf"
+BRIDGE_SNAPSHOT = "bridge/monitor.json"
+
+
+def dnsmasq_log(instance: str) -> str:
+    """The query log of `instance` ('sinkhole' or 'resolver')."""
+    return f"dnsmasq/{instance}.log"
+
+
+def dnsmasq_pid(instance: str) -> str:
+    return f"dnsmasq/{instance}.pid"
+
+
+def dnsmasq_run_pid(instance: str) -> str:
+    return f"dnsmasq/{instance}{RUN_PID_SUFFIX}"
+
+
+# GitOps state, relative to the state directory (see `cell.store.statedir`).
+JOURNAL = "journal.json"
+LEDGER = "ledger.jsonl"
+LEDGER_HEAD = "ledger.head"
+CONFIRM = "confirm.json"
+TRUST_DIR = "trust"
+STORED_TREES = "store/trees"
+STORED_RENDERED = "store/rendered"
+LOCKS_DIR = "locks"
+
+# Where a real Cell keeps things, and how a command is pointed elsewhere.
+DEFAULT_REPO = "/etc/cell/site-config"
+DEFAULT_CONFIG = "/etc/cell/live"
+DEFAULT_STATE = "/var/lib/cell"
+REPO_ENV = "CELL_REPO"
+STATE_ENV = "CELL_STATE_DIR"
+
 
 @dataclass(frozen=True)
 class Layout:
     root: str = "/"
-    config_dir: str = "/etc/cell/live"
-    state_dir: str = "/var/lib/cell"
+    config_dir: str = DEFAULT_CONFIG
+    state_dir: str = DEFAULT_STATE
 
     def path(self, absolute: str) -> str:
         """`absolute` as seen from inside this layout's root."""

@@ -40,6 +40,14 @@ def _regex(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def ipv4_or_none(text: str) -> str | None:
+    """`text` as a normalised IPv4 address if it is an IPv4 literal, else None (a hostname)."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
+
+
 def _ipv4(value: str) -> str:
     try:
         return str(ipaddress.IPv4Address(value))
@@ -60,10 +68,9 @@ _HOSTNAME = re.compile(
 
 
 def _host_or_ip(value: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        pass
+    ip = ipv4_or_none(value)
+    if ip is not None:
+        return ip
     if not _HOSTNAME.fullmatch(value) or value.replace(".", "").isdigit():
         raise ValueError(
             f"{value[:40]!r} is neither an IPv4 address nor a DNS hostname (like hub.example.eu)"

@@ -13,19 +13,17 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bridge.classify import TAGS
-from bridge.render import LOG_RELATIVE
 from bridge.status import CLASSES, BridgeStatus, UnexpectedPublish
 from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, state_dir
 from cell.errors import UsageError
 from policies import Policy
-from policies.layout import Layout
+from policies.clock import human
+from policies.layout import BRIDGE_SNAPSHOT, MOSQUITTO_LOG, Layout
 
-SNAPSHOT_RELATIVE = "bridge/monitor.json"
 """The running monitor's snapshot, relative to the state directory."""
 FRESH = 5.0
 """A snapshot older than this (seconds) is stale: `status` replays the log instead."""
@@ -43,11 +41,11 @@ class Place:
 
     @property
     def log(self) -> Path:
-        return Path(self.layout.state) / LOG_RELATIVE
+        return Path(self.layout.state) / MOSQUITTO_LOG
 
     @property
     def snapshot(self) -> Path:
-        return Path(self.layout.state) / SNAPSHOT_RELATIVE
+        return Path(self.layout.state) / BRIDGE_SNAPSHOT
 
 
 def locate(policy: Policy, args: argparse.Namespace) -> Place:
@@ -62,7 +60,7 @@ def locate(policy: Policy, args: argparse.Namespace) -> Place:
 def current_status(policy: Policy, place: Place, now: float | None = None) -> BridgeStatus:
     """The running monitor's snapshot if it is fresh, else a replay of the broker log."""
     from bridge.monitor import read_snapshot, replay_log
-    from cell.deploy.daemons import alive
+    from cell.procfs import alive
 
     now = time.time() if now is None else now
     snap = read_snapshot(place.snapshot)
@@ -89,7 +87,7 @@ def current_status(policy: Policy, place: Place, now: float | None = None) -> Br
 def _when(t: float | None) -> str:
     if t is None:
         return "unknown"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return human(t)
 
 
 def _span(seconds: float | None) -> str:

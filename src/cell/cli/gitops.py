@@ -24,7 +24,7 @@ def _state(args: argparse.Namespace) -> Any:
 def cmd_enroll(args: argparse.Namespace) -> int:
     from cell.store import ledger
     from cell.store.journal import read_journal
-    from cell.store.statedir import atomic_write
+    from policies.fsutil import atomic_write
     from policies.signers import parse_signers
     from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
+from cell import paths
 from cell.lab.errors import LabNotUp
-
-DEFAULT_REPO = "/etc/cell/site-config"
 
 
 def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +39,7 @@ def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     status.set_defaults(handler=cmd_lab_status)
     for sp in (up, down, status):
-        sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
+        sp.add_argument("--repo", help=paths.REPO_HELP)
         sp.add_argument("--json", action="store_true", help="machine-readable output")
     for sp in (down, status):
         sp.add_argument("--site", help="site id (default: the id in the repo's site.yaml)")
@@ -50,7 +48,7 @@ def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _load(args: argparse.Namespace) -> Any:
     from policies import load_policy
 
-    policy = load_policy(args.repo or os.environ.get("CELL_REPO") or DEFAULT_REPO)
+    policy = load_policy(paths.repo_dir(args.repo))
     for w in policy.warnings:
         print(w, file=sys.stderr)
     return policy

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cell.cli.util import DEFAULT_REPO, emit, load, repo
+from cell.cli.util import emit, load, repo
+from cell.paths import REPO_HELP
 from policies.errors import CellError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -25,7 +26,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from cell.artifacts import MANIFEST, render_all, write_tree
+    from cell.artifacts import render_all, write_tree
+    from policies.layout import MANIFEST
 
     files = render_all(load(args))
     write_tree(Path(args.out), files)
@@ -107,9 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         if repo:
-            sp.add_argument(
-                "--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})"
-            )
+            sp.add_argument("--repo", help=REPO_HELP)
         if json_flag:
             sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.set_defaults(handler=handler)
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--to", required=True, help="ENDPOINT[:PORT/PROTO], e.g. cameras:554/tcp")
     for sp in (t, f):
-        sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
+        sp.add_argument("--repo", help=REPO_HELP)
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.set_defaults(handler=cmd_explain)
 

@@ -1,6 +1,6 @@
 """Shared pieces of the `cell` command line: defaults, common flags, policy loading, output.
 
-Each area registers its own subcommands (`cell.apply_cli`, `cell.lab.cli`, ...) with these, so
+Each area registers its own subcommands (`cell.cli.apply`, `cell.cli.lab`, ...) with these, so
 every command reads `--repo` and prints `--json` the same way.
 """
 
@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-DEFAULT_REPO = "/etc/cell/site-config"
-DEFAULT_STATE = "/var/lib/cell"
+from cell import paths
 
 
 def repo(args: argparse.Namespace) -> str:
-    return str(getattr(args, "repo", None) or os.environ.get("CELL_REPO") or DEFAULT_REPO)
+    return paths.repo_dir(getattr(args, "repo", None))
 
 
 def state_dir(args: argparse.Namespace) -> str:
-    return str(
-        getattr(args, "state_dir", None) or os.environ.get("CELL_STATE_DIR") or DEFAULT_STATE
-    )
+    return paths.state_dir(getattr(args, "state_dir", None))
 
 
 def load(args: argparse.Namespace) -> Any:
@@ -41,7 +37,7 @@ def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
 
 
 def add_repo(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--repo", help=f"site-config repo (default: $CELL_REPO or {DEFAULT_REPO})")
+    sp.add_argument("--repo", help=paths.REPO_HELP)
 
 
 def add_json(sp: argparse.ArgumentParser) -> None:
@@ -49,6 +45,4 @@ def add_json(sp: argparse.ArgumentParser) -> None:
 
 
 def add_state_dir(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument(
-        "--state-dir", help=f"state directory (default: $CELL_STATE_DIR or {DEFAULT_STATE})"
-    )
+    sp.add_argument("--state-dir", help=paths.STATE_HELP)

@@ -10,19 +10,19 @@ import subprocess
 from pathlib import Path
 
 from bridge.broker import BrokerError, check_config
-from bridge.render import PASSWD_RELATIVE, render_mosquitto
+from bridge.render import render_mosquitto
 from cell.artifacts import write_tree
-from cell.deploy.target import DNS_CONFS, RULESET, Target, read_file
+from cell.deploy.target import Target, read_file
 from cell.errors import ApplyError
 from firewall import nft as fw
 from policies import Policy
-from policies.layout import Layout
+from policies.layout import DNS_CONFS, PASSWD, RULESET_JSON, Layout
 
 
 def check_artifacts(files: dict[str, bytes], target: Target, policy: Policy | None = None) -> None:
     """Every artifact must be accepted by its component before anything is installed: nftables
     (a dry run in the target namespace), dnsmasq (`--test`), and, given the policy, mosquitto."""
-    fw.check(files[RULESET], target.netns)
+    fw.check(files[RULESET_JSON], target.netns)
     scratch = target.state / "check"
     scratch.mkdir(parents=True, exist_ok=True)
     for name in DNS_CONFS:
@@ -48,8 +48,8 @@ def _check_mosquitto(policy: Policy, target: Target, timeout: float = 5.0) -> No
     base = f"{target.layout.state_dir}/check/mosquitto"
     layout = Layout(root=target.layout.root, config_dir=f"{base}/config", state_dir=f"{base}/state")
     write_tree(Path(layout.config), render_mosquitto(policy, layout))
-    passwd = Path(layout.state) / PASSWD_RELATIVE
-    live = read_file(target.state / PASSWD_RELATIVE)
+    passwd = Path(layout.state) / PASSWD
+    live = read_file(target.state / PASSWD)
     if target.credentials:
         write_passwd(passwd, target.credentials)
     else:

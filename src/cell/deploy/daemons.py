@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+from cell.procfs import alive
 from firewall import netns as ns
 
 
@@ -21,19 +22,6 @@ def read_pid(pidfile: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if alive(pid) else None
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def start(

@@ -14,16 +14,16 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bridge.render import PASSWD_RELATIVE
 from cell.artifacts import digest, render_all, write_tree
 from cell.deploy import daemons as procs
 from cell.deploy import services
 from cell.deploy.checks import check_artifacts, write_passwd
-from cell.deploy.target import DNS_CONFS, RULESET, Target, read_file
+from cell.deploy.target import Target, read_file
 from cell.errors import ApplyError
 from firewall import nft as fw
 from policies import Policy
 from policies.errors import CellError
+from policies.layout import MOSQUITTO_INCLUDE_DIR, PASSWD, RESOLV_CONF, RULESET_JSON
 
 if TYPE_CHECKING:
     from cell.lab import LabInfo
@@ -75,11 +75,11 @@ def apply_policy(
     ) + [n for n in snap.files if n not in files]
     try:
         _install(files, target)
-        fw.apply(files[RULESET], target.netns)
+        fw.apply(files[RULESET_JSON], target.netns)
         dns = services.update_dnsmasq(target, set(changed), snap.touched)
         snap.touched["broker"] = "unknown"
         broker = services.broker_for(policy, target).update(
-            set(changed) | {"mosquitto/passwd"} if target.credentials else set(changed)
+            set(changed) | {PASSWD} if target.credentials else set(changed)
         )
         snap.touched["broker"] = broker
         read_back(files, target)
@@ -97,7 +97,7 @@ def apply_policy(
 def read_back(files: dict[str, bytes], target: Target) -> None:
     """The live system is what was rendered: table, installed files, running services."""
     live = fw.canonical(fw.read_table(target.netns))
-    if live != fw.canonical(fw.objects_of(files[RULESET])):
+    if live != fw.canonical(fw.objects_of(files[RULESET_JSON])):
         raise ApplyError("read-back: the live nftables table differs from the rendered ruleset")
     for name, data in files.items():
         if read_file(target.config / name) != data:
@@ -107,7 +107,7 @@ def read_back(files: dict[str, bytes], target: Target) -> None:
         raise ApplyError(f"read-back: not running after the apply: {', '.join(down)}")
 
 
-INCLUDE_DIR = "mosquitto/conf.d"
+INCLUDE_DIR = MOSQUITTO_INCLUDE_DIR
 
 
 def _extras(files: dict[str, bytes], target: Target) -> list[str]:
@@ -124,7 +124,7 @@ def _snapshot(files: dict[str, bytes], target: Target) -> _Snapshot:
     names = [*files, *_extras(files, target)]
     return _Snapshot(
         files={name: read_file(target.config / name) for name in names},
-        passwd=read_file(target.state / PASSWD_RELATIVE),
+        passwd=read_file(target.state / PASSWD),
         table=fw.read_table(target.netns),
         running={s: pid is not None for s, pid in services.service_pids(target).items()},
     )
@@ -137,9 +137,9 @@ def _install(files: dict[str, bytes], target: Target) -> None:
     for sub in ("mosquitto", "dnsmasq"):
         (target.state / sub).mkdir(parents=True, exist_ok=True)
     if target.netns:
-        (target.state / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        (target.state / RESOLV_CONF).write_text("nameserver 127.0.0.1\n")
     if target.credentials:
-        write_passwd(target.state / PASSWD_RELATIVE, target.credentials)
+        write_passwd(target.state / PASSWD, target.credentials)
 
 
 def _restore(snap: _Snapshot, target: Target, policy: Policy) -> list[str]:
@@ -152,7 +152,7 @@ def _restore(snap: _Snapshot, target: Target, policy: Policy) -> list[str]:
                 path.unlink(missing_ok=True)
             else:
                 path.write_bytes(data)
-        passwd = target.state / PASSWD_RELATIVE
+        passwd = target.state / PASSWD
         if snap.passwd is not None:
             passwd.write_bytes(snap.passwd)
     except OSError as e:
@@ -198,8 +198,6 @@ def apply_lab(policy: Policy, info: LabInfo) -> None:
 
 
 __all__ = [
-    "DNS_CONFS",
-    "RULESET",
     "ApplyError",
     "Report",
     "Target",

@@ -9,14 +9,13 @@ act on the gateway the commit was applied to, whatever the current directory or 
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from cell.cli.util import DEFAULT_STATE
+from cell import paths
 from cell.deploy.install import Target, lab_target
 from cell.store.statedir import State
 from policies import gitrepo
@@ -61,11 +60,11 @@ def lab_of(site: str | None) -> LabInfo | None:
 
 
 def state_for(state_dir: str | None, repo: str | Path | None) -> State:
-    explicit = state_dir or os.environ.get("CELL_STATE_DIR")
+    explicit = paths.explicit_state_dir(state_dir)
     if explicit:
         return State(explicit)
     lab = lab_of(site_of(repo)) if repo else None
-    return State(lab.layout.state if lab else DEFAULT_STATE)
+    return State(lab.layout.state if lab else paths.state_dir())
 
 
 def target_for(repo: str | Path, netns: str | None, state: State) -> Target:

@@ -10,18 +10,20 @@ import signal
 from pathlib import Path
 
 from bridge.broker import Broker
+from cell import procfs
 from cell.deploy import daemons as procs
 from cell.deploy.runner import NetnsRunner
-from cell.deploy.target import DNS_CONFS, Target
+from cell.deploy.target import Target
 from policies import Policy
+from policies.layout import DNS_CONFS, MOSQUITTO_CONF, MOSQUITTO_RUN_PID, dnsmasq_run_pid
 
 SERVICES = ("sinkhole", "resolver", "broker")
 
 
 def pidfile(target: Target, service: str) -> Path:
     if service == "broker":
-        return target.state / "mosquitto" / "mosquitto.run.pid"
-    return target.state / "dnsmasq" / f"{service}.run.pid"
+        return target.state / MOSQUITTO_RUN_PID
+    return target.state / dnsmasq_run_pid(service)
 
 
 def service_argv(target: Target) -> dict[str, list[str]]:
@@ -30,7 +32,7 @@ def service_argv(target: Target) -> dict[str, list[str]]:
         Path(name).stem: ["dnsmasq", "--keep-in-foreground", "-C", str(target.config / name)]
         for name in DNS_CONFS
     }
-    argv["broker"] = ["mosquitto", "-c", str(target.config / "mosquitto" / "mosquitto.conf")]
+    argv["broker"] = ["mosquitto", "-c", str(target.config / MOSQUITTO_CONF)]
     return argv
 
 
@@ -49,7 +51,7 @@ def service_strays(target: Target) -> dict[str, list[int]]:
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 service = wanted.get(Path(entry.path, "cmdline").read_bytes().rstrip(b"\0"))
-                if service and procs.alive(int(entry.name)):
+                if service and procfs.alive(int(entry.name)):
                     found[service].append(int(entry.name))
     known = service_pids(target)
     return {s: [p for p in pids if p != known[s]] for s, pids in found.items()}

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policies.layout import Layout
-
-RULESET = "nftables/ruleset.json"
-DNS_CONFS = ("dnsmasq/sinkhole.conf", "dnsmasq/resolver.conf")
+from policies.layout import RESOLV_CONF, Layout
 
 
 @dataclass
@@ -30,7 +27,7 @@ class Target:
     @property
     def resolv_conf(self) -> str | None:
         """Inside a lab namespace, processes resolve through the gateway's own resolver."""
-        return str(self.state / "resolv.conf") if self.netns else None
+        return str(self.state / RESOLV_CONF) if self.netns else None
 
 
 def read_file(path: Path) -> bytes | None:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from cell.deploy.target import DNS_CONFS, Target
+from cell.deploy.target import Target
 from cell.drift.finding import Finding, mtime
 from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
 from firewall import nft as fw
+from policies.layout import CONFIG_DIRS, MOSQUITTO_INCLUDE_DIR, RESOLVER_CONF
 
 if TYPE_CHECKING:
     from cell.drift.compare import Expected
 
 
-RESOLVER_CONF = DNS_CONFS[1]
 _NFTSET = re.compile(r"nftset=/([^/]+)/(\S+)")
 
 
@@ -92,7 +92,7 @@ def check_other_tables(target: Target) -> list[Finding]:
 
 # Directories whose every file a component reads (mosquitto's include_dir): a file that Cell did
 # not render there is live configuration all the same.
-WATCHED_DIRS = ("mosquitto/conf.d", "mosquitto", "dnsmasq", "nftables")
+WATCHED_DIRS = CONFIG_DIRS
 
 
 def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
@@ -105,7 +105,7 @@ def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
             rel = f"{sub}/{path.name}"
             if path.is_file() and rel not in exp.files and not path.name.startswith("."):
                 what = f"{path} is not a file Cell rendered for commit {exp.entry.commit[:12]}"
-                if sub == "mosquitto/conf.d":
+                if sub == MOSQUITTO_INCLUDE_DIR:
                     what += ": mosquitto loads every file in this directory"
                 out.append(Finding("file", what, since=mtime(path)))
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cell.deploy.services import service_argv, service_pids, service_strays
-from cell.deploy.target import RULESET, Target
+from cell.deploy.target import Target
 from cell.drift.bypass import check_extra_files, check_hub_sets, check_other_tables
 from cell.drift.finding import Finding as Finding  # noqa: PLC0414 (re-exported for report, watch)
 from cell.drift.finding import mtime
@@ -27,6 +27,7 @@ from cell.store.statedir import State
 from firewall import nft as fw
 from firewall.nfttext import render_text
 from policies import gitrepo
+from policies.layout import RULESET_JSON
 from policies.trust import TrustRefused, check_range
 
 MAX_DIFF = 80
@@ -44,7 +45,7 @@ class Expected:
     def __init__(self, state: State, entry: Entry) -> None:
         self.entry = entry
         self.files = state.load_rendered(entry.rendered)
-        self.objects = fw.objects_of(self.files[RULESET])
+        self.objects = fw.objects_of(self.files[RULESET_JSON])
         self.canonical = fw.canonical(self.objects)
 
 

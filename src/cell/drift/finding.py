@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from policies.clock import iso
 
 
 @dataclass
@@ -28,5 +29,4 @@ class Finding:
 
 
 def mtime(path: Path) -> str:
-    when = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="milliseconds")
-    return when.replace("+00:00", "Z")
+    return iso(path.stat().st_mtime)

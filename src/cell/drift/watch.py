@@ -23,7 +23,6 @@ import os
 import selectors
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,13 @@ from cell.drift.inotify import Inotify
 from cell.drift.report import format_event, record
 from cell.gitops import confirm as confirmation
 from cell.gitops import lifecycle
-from cell.store.journal import now_iso, read_journal
+from cell.store.journal import read_journal
 from cell.store.statedir import State
 from firewall.monitor import NftMonitor
 from policies import gitrepo
+from policies.clock import iso, now_iso
 from policies.errors import CellError
+from policies.layout import JOURNAL, RUN_PID_SUFFIX
 
 KINDS = ("nftables", "file", "process", "repo")
 ISDIR = 0x40000000
@@ -226,7 +227,7 @@ class Watcher:
             for kind in KINDS:
                 self._due(kind, now, "inotify overflow")
             return
-        if "state" in roles and ev.name == "journal.json" and ev.mask & inotify.MOVED_TO:
+        if "state" in roles and ev.name == JOURNAL and ev.mask & inotify.MOVED_TO:
             self.reload()
             for kind in KINDS:
                 self._due(kind, now, "journal changed")
@@ -234,7 +235,7 @@ class Watcher:
             self._due("file", now, f"inotify: {ev.path / ev.name}")
             if ev.mask & (inotify.IGNORED | inotify.SELF):
                 self._watch_dirs()
-        if "pids" in roles and ev.name.endswith(".run.pid"):
+        if "pids" in roles and ev.name.endswith(RUN_PID_SUFFIX):
             self._due("process", now, f"inotify: {ev.path / ev.name}")
         if "refs" in roles and ev.mask & inotify.IGNORED:
             roles.discard("refs")  # the directory went (a branch deleted): it may come back
@@ -347,6 +348,4 @@ class Watcher:
 
 
 def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if t is None else iso(t)

@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from cell.store.journal import Entry, now_iso
-from cell.store.statedir import State, atomic_write, dump, fsync_dir
+from cell.procfs import start_time
+from cell.store.journal import Entry
+from cell.store.statedir import State, dump
+from policies.clock import iso, now_iso
 from policies.errors import CellError
+from policies.fsutil import atomic_write, fsync_dir
 from policies.types import duration_seconds
 
 
@@ -67,9 +68,7 @@ def arm(state: State, entry: Entry, fallback: Entry, seconds: int) -> dict[str, 
         "id": entry.id,
         "commit": entry.commit,
         "fallback": fallback.commit,
-        "deadline": datetime.fromtimestamp(deadline, UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z"),
+        "deadline": iso(deadline, "seconds"),
         "deadline_unix": deadline,
         "set_at": now_iso(),
         "set_by": os.getpid(),
@@ -92,7 +91,7 @@ def spawn_waiter(state: State) -> dict[str, int]:
             start_new_session=True,
             close_fds=True,
         )
-    return {"pid": proc.pid, "start": _start_time(proc.pid) or 0}
+    return {"pid": proc.pid, "start": start_time(proc.pid) or 0}
 
 
 def clear(state: State) -> None:
@@ -103,13 +102,6 @@ def clear(state: State) -> None:
         fsync_dir(state.root)
     waiter = (doc or {}).get("waiter") or {}
     pid = int(waiter.get("pid", 0))
-    if pid and pid != os.getpid() and _start_time(pid) == waiter.get("start"):
+    if pid and pid != os.getpid() and start_time(pid) == waiter.get("start"):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cell.artifacts import MANIFEST, render_all
-from cell.deploy.install import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
+from cell.artifacts import render_all
+from cell.deploy.install import ApplyError, Report, Target, apply_policy, check_artifacts
 from cell.deploy.place import layout_json, target_of
 from cell.gitops import confirm as confirmation
 from cell.gitops.recovery import recover, summary
@@ -28,6 +28,7 @@ from cell.store.journal import Entry, Journal, read_journal, write_journal
 from cell.store.statedir import State, StateError
 from policies import Policy, gitrepo, load_policy
 from policies.errors import CellError, PolicyError
+from policies.layout import MANIFEST, RULESET_NFT
 from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_dirty
 from policies.trust import gate as trust_gate
 from policies.types import duration_seconds
@@ -274,8 +275,8 @@ def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> d
     except StateError:
         old = {}  # the store lost it: everything counts as changed, which is never wrong here
     changed = sorted(n for n in files if n != MANIFEST and old.get(n) != files[n])
-    before = old.get("nftables/ruleset.nft", b"").decode().splitlines()
-    after = files["nftables/ruleset.nft"].decode().splitlines()
+    before = old.get(RULESET_NFT, b"").decode().splitlines()
+    after = files[RULESET_NFT].decode().splitlines()
     diff = list(difflib.ndiff(before, after))
     added = [d[2:].strip() for d in diff if d.startswith("+ ")]
     removed = [d[2:].strip() for d in diff if d.startswith("- ")]
@@ -333,4 +334,4 @@ def _stored(state: State, entry: Entry) -> tuple[Policy, dict[str, bytes]]:
     return policy, state.load_rendered(entry.rendered)
 
 
-__all__ = ["RULESET", "NothingToDo", "Outcome", "apply_head", "confirm", "reconcile", "rollback"]
+__all__ = ["NothingToDo", "Outcome", "apply_head", "confirm", "reconcile", "rollback"]

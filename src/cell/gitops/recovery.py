@@ -13,9 +13,10 @@ from typing import Any
 
 from cell.deploy.place import target_of
 from cell.store import ledger
-from cell.store.journal import Entry, Journal, now_iso, write_journal
+from cell.store.journal import Entry, Journal, write_journal
 from cell.store.statedir import State
 from firewall import nft as fw
+from policies.clock import now_iso
 
 
 def recover(state: State, journal: Journal, notes: list[str]) -> bool:

@@ -10,8 +10,8 @@ import sys
 import time
 
 from cell.gitops import confirm, lifecycle
-from cell.store.journal import now_iso
 from cell.store.statedir import State
+from policies.clock import now_iso
 from policies.errors import CellError
 
 

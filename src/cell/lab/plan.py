@@ -23,6 +23,7 @@ from typing import Any
 
 from policies import Policy
 from policies.flows import GATEWAY, WAN, flow_ports, probe_address
+from policies.types import ipv4_or_none
 
 LAB_BASE = "/run/cell-lab"
 WAN_SIDE = "198.18.0.1"
@@ -132,10 +133,12 @@ def plan_lab(policy: Policy) -> LabPlan:
     )
     names: dict[str, str] = {}
     bridge = policy.site.hub.bridge
-    hub_ip = _ip(bridge.address) or names.setdefault(bridge.address, HUB_LAB_IP)
+    hub_ip = ipv4_or_none(bridge.address) or names.setdefault(bridge.address, HUB_LAB_IP)
     management = []
     for i, m in enumerate(policy.site.hub.management):
-        addr = _ip(m.address) or names.setdefault(m.address, f"198.19.0.{MGMT_LAB_BASE + i}")
+        addr = ipv4_or_none(m.address) or names.setdefault(
+            m.address, f"198.19.0.{MGMT_LAB_BASE + i}"
+        )
         management.append((addr, m.port))
     skip = {(53, "udp"), (53, "tcp"), (policy.mqtt.listener.port, "tcp")}
     return LabPlan(
@@ -148,7 +151,7 @@ def plan_lab(policy: Policy) -> LabPlan:
         resolvers=tuple(policy.network.wan.resolvers) or (RESOLVER_LAB_IP,),
         names=names,
         hub=(hub_ip, bridge.port),
-        hub_hostname=None if _ip(bridge.address) else bridge.address,
+        hub_hostname=None if ipv4_or_none(bridge.address) else bridge.address,
         management=tuple(management),
         gateway_ports=tuple(sorted(ports[GATEWAY] - skip)),
         internet_ports=tuple(sorted(ports[WAN] | set(LAB_PROBE_PORTS))),
@@ -169,13 +172,6 @@ def _vlan(policy: Policy, name: str, netns: str, ports: set[PortProto]) -> VlanP
         addresses=addrs or (probe_address(policy, name),),
         ports=tuple(sorted(ports | set(LAB_PROBE_PORTS))),
     )
-
-
-def _ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        return None
 
 
 def _target_ports(policy: Policy) -> defaultdict[str, set[PortProto]]:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cell import procfs
 from cell.lab.errors import LabError
+from cell.procfs import start_time
 from firewall import netns
 
 Listen = tuple[str, int, str]
@@ -76,27 +78,13 @@ def start(name: str, ns: str, argv: Sequence[str], log: Path) -> Proc:
     return Proc(name, ns, p.pid, start_time(p.pid) or 0, str(log), tuple(argv))
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(") ", 1)[1].split()
-
-
-def start_time(pid: int) -> int | None:
-    fields = _stat(pid)
-    return int(fields[19]) if fields else None
-
-
 def alive(pid: int) -> bool:
     """Running, not a zombie (our own exited children are reaped on the way)."""
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         _children.pop(pid, None)
         return False
-    fields = _stat(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
+    return procfs.alive(pid)
 
 
 def _tail(path: str, lines: int = 5) -> str:

@@ -11,7 +11,6 @@ extend it, never rename or drop a key.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from cell.lab.errors import LabError
 from cell.lab.plan import lab_root
 from cell.lab.processes import Proc
+from policies.fsutil import atomic_write
 from policies.layout import Layout
 
 STATE = "lab.json"
@@ -121,13 +121,8 @@ def state_path(site_id: str) -> Path:
 
 def write_state(info: LabInfo) -> None:
     """Atomically, 0600 from the first byte (it holds passwords)."""
-    path = Path(info.state_file)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(info.to_json(), f, indent=2)
-        f.write("\n")
-    tmp.replace(path)
+    data = (json.dumps(info.to_json(), indent=2) + "\n").encode()
+    atomic_write(Path(info.state_file), data, 0o600)
 
 
 def read_state(site_id: str) -> LabInfo | None:

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell.artifacts import MANIFEST, render_all, write_tree
+from cell.artifacts import render_all, write_tree
 from cell.store import ledger
-from cell.store.journal import parse_iso, read_journal
+from cell.store.journal import read_journal
 from cell.store.statedir import State
 from policies import gitrepo, load_policy
+from policies.clock import parse_iso
 from policies.errors import CellError
-from policies.layout import Layout
+from policies.layout import MANIFEST, Layout
 
 SETS_APPLIED = ("apply", "rollback", "reconcile")
 
@@ -38,7 +39,7 @@ class NotFound(CellError):
 def parse_at(text: str) -> datetime:
     """ISO 8601; without an offset the time is UTC (a Cell's clock and its ledger are UTC)."""
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = parse_iso(text)
     except ValueError:
         raise HistoryError(
             f"--at {text!r}: expected an ISO 8601 time like 2026-05-01T12:00 (UTC) or "

@@ -16,22 +16,15 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from cell.store.statedir import State, StateError, atomic_write, dump
+from cell.store.statedir import State, StateError, dump
+from policies.clock import now_iso
+from policies.fsutil import atomic_write
 
 VERSION = 1
 KEEP = 32
 """How many earlier applies the journal keeps for `cell rollback`."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cell.store.journal import now_iso
-from cell.store.statedir import State, atomic_write, dump
+from cell.store.statedir import State, dump
+from policies.clock import now_iso
+from policies.fsutil import atomic_write
 
 GENESIS = "0" * 64
 

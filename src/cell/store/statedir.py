@@ -25,8 +25,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cell.artifacts import MANIFEST
 from policies.errors import CellError
+from policies.layout import (
+    CONFIRM,
+    JOURNAL,
+    LEDGER,
+    LEDGER_HEAD,
+    LOCKS_DIR,
+    MANIFEST,
+    STORED_RENDERED,
+    STORED_TREES,
+    TRUST_DIR,
+)
 
 
 class StateError(CellError):
@@ -39,31 +49,6 @@ class Busy(StateError):
     """Another `cell` holds the apply lock."""
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Temp file, fsync, rename, fsync the directory: after a crash, the old bytes or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def dump(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
@@ -73,13 +58,13 @@ class State:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.journal = self.root / "journal.json"
-        self.ledger = self.root / "ledger.jsonl"
-        self.ledger_head = self.root / "ledger.head"
-        self.confirm = self.root / "confirm.json"
-        self.trust = self.root / "trust"
-        self.trees = self.root / "store" / "trees"
-        self.rendered = self.root / "store" / "rendered"
+        self.journal = self.root / JOURNAL
+        self.ledger = self.root / LEDGER
+        self.ledger_head = self.root / LEDGER_HEAD
+        self.confirm = self.root / CONFIRM
+        self.trust = self.root / TRUST_DIR
+        self.trees = self.root / STORED_TREES
+        self.rendered = self.root / STORED_RENDERED
 
     def __repr__(self) -> str:
         return f"State({str(self.root)!r})"
@@ -87,7 +72,7 @@ class State:
     @contextlib.contextmanager
     def lock(self, name: str = "apply", timeout: float = 120.0) -> Iterator[None]:
         """Hold `STATE/locks/NAME` (flock): released by the kernel even if we are killed."""
-        path = self.root / "locks" / name
+        path = self.root / LOCKS_DIR / name
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -109,7 +94,7 @@ class State:
 
     def busy(self, name: str = "apply") -> bool:
         """Is someone holding the lock right now? (The drift watcher waits out an apply.)"""
-        path = self.root / "locks" / name
+        path = self.root / LOCKS_DIR / name
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
