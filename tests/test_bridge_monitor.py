@@ -70,7 +70,7 @@ def test_link_state_from_sys_and_from_the_log(policy: Policy) -> None:
     core.observe(state, b"1", False, 140.5)
     st = core.snapshot(150.5)
     assert st.link.state == "up" and st.link.duration(st.updated) == 10.0
-    assert st.to_json()["link"]["for_seconds"] == 10.0
+    assert st.to_doc()["link"]["for_seconds"] == 10.0
 
 
 def test_a_correct_bridge_has_no_unexpected_publish(policy: Policy) -> None:
@@ -125,7 +125,7 @@ def test_unexpected_publishes_carry_rule_and_evidence(policy: Policy) -> None:
     assert first.rule.line == 20
     st = core.snapshot(110.0)
     assert not st.ok and st.unexpected_total == 6
-    assert BridgeStatus.from_json(json.loads(json.dumps(st.to_json()))) == st
+    assert BridgeStatus.model_validate(json.loads(json.dumps(st.to_doc()))) == st
 
 
 def test_log_mode_counts_since_the_last_start_and_keeps_every_incident(policy: Policy) -> None:
@@ -207,4 +207,4 @@ def test_queue_overflow_for_the_bridge_and_for_the_observer_is_reported(policy: 
     )
     st = core.snapshot(120.0)
     assert (st.bridge_dropping, st.monitor_dropping) == (1, 1)
-    assert BridgeStatus.from_json(json.loads(json.dumps(st.to_json()))) == st
+    assert BridgeStatus.model_validate(json.loads(json.dumps(st.to_doc()))) == st

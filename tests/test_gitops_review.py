@@ -195,7 +195,17 @@ def test_a_kill_between_journal_and_ledger_is_recorded_by_the_next_run(
 
     state = State(tmp_path / "state")
     ledger.append(state, "enroll")
-    entry = Entry("c" * 40, "a change", {"status": "good"}, {}, "r" * 64, "s", None, {}, "/repo")
+    entry = Entry(
+        commit="c" * 40,
+        subject="a change",
+        signature={"status": "good"},
+        digests={},
+        rendered="r" * 64,
+        site="s",
+        netns=None,
+        layout={},
+        repo="/repo",
+    )
     monkeypatch.setattr(lifecycle, "check_artifacts", lambda *a: None)
     monkeypatch.setattr(lifecycle, "apply_policy", lambda *a, **k: Report([], "ok", "ok"))
     monkeypatch.setattr(lifecycle, "_changes", lambda *a: {})

@@ -18,10 +18,6 @@ from typing import Any
 import pytest
 
 from bridge.render import (
-    ACL,
-    BRIDGE_CONF,
-    CONF,
-    PASSWD_RELATIVE,
     bridge_client_id,
     bridge_local_client_id,
     bridge_state_topic,
@@ -30,7 +26,7 @@ from bridge.render import (
 from conftest import EXAMPLE
 from firewall import netns
 from policies import Policy, load_policy
-from policies.layout import Layout
+from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, PASSWD, Layout
 from policies.model import Client, TopicRule
 
 ROOT = Layout(root="/srv/gw")
@@ -116,9 +112,9 @@ bridge_insecure false"""
 
 
 def test_main_conf_paths_go_through_the_layout(policy: Policy) -> None:
-    lines = directives(text(policy, CONF))
+    lines = directives(text(policy, MOSQUITTO_CONF))
     want = f"""allow_anonymous false
-password_file /srv/gw/var/lib/cell/{PASSWD_RELATIVE}
+password_file /srv/gw/var/lib/cell/{PASSWD}
 acl_file /srv/gw/etc/cell/live/mosquitto/acl
 persistence false
 max_queued_messages 200000
@@ -137,7 +133,7 @@ listener 1883"""
 
 def test_listener_port_comes_from_the_policy(policy: Policy) -> None:
     p = with_mqtt(policy, listener=policy.mqtt.listener.model_copy(update={"port": 11883}))
-    assert "listener 11883" in directives(text(p, CONF))
+    assert "listener 11883" in directives(text(p, MOSQUITTO_CONF))
 
 
 def test_acl_for_a_camera_and_the_monitor(policy: Policy) -> None:
@@ -153,7 +149,7 @@ def test_acl_for_a_camera_and_the_monitor(policy: Policy) -> None:
 def test_render_is_deterministic(policy: Policy, example: Path) -> None:
     first = render_mosquitto(policy, ROOT)
     assert first == render_mosquitto(load_policy(example), ROOT)
-    assert list(first) == [CONF, BRIDGE_CONF, ACL]
+    assert list(first) == [MOSQUITTO_CONF, BRIDGE_CONF, ACL]
     assert all(body.endswith(b"\n") and b"\r" not in body for body in first.values())
 
 
@@ -242,12 +238,12 @@ class Gw:
             path = Path(self.layout.config) / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)
-        passwd = Path(self.layout.state) / PASSWD_RELATIVE
+        passwd = Path(self.layout.state) / PASSWD
         passwd.unlink(missing_ok=True)
         for i, (user, pw) in enumerate(PASSWORDS.items()):
             create = ["-c"] if i == 0 else []
             subprocess.run(["mosquitto_passwd", "-b", *create, str(passwd), user, pw], check=True)
-        return Path(self.layout.config) / CONF
+        return Path(self.layout.config) / MOSQUITTO_CONF
 
     def log(self) -> str:
         return (Path(self.layout.state) / "mosquitto/mosquitto.log").read_text()

@@ -24,6 +24,7 @@ from bridge.classify import Classifier
 from bridge.logparse import Dropping, Event, Link, LogParser, Publish, Start
 from bridge.render import bridge_client_id, bridge_local_client_id, bridge_state_topic
 from bridge.status import (
+    BridgeEnds,
     BridgeStatus,
     Evidence,
     LinkState,
@@ -56,7 +57,7 @@ class MonitorCore:
         self.log = log
         self.source = source
         self.refs = [self._ref(i) for i in range(len(self.classifier.rules))]
-        self.default_ref = RuleRef(None, None, self.classifier.default)
+        self.default_ref = RuleRef(index=None, pattern=None, direction=self.classifier.default)
         self._remote = f"{hub.address}:{hub.port}"
         self.seen_since: float | None = None
         self.log_since: float | None = None
@@ -73,7 +74,9 @@ class MonitorCore:
     def _ref(self, i: int) -> RuleRef:
         rule = self.classifier.rules[i]
         file, line, _ = self.policy.where("mqtt.yaml", ("topics", i))
-        return RuleRef(i, rule.pattern, rule.direction, file, line)
+        return RuleRef(
+            index=i, pattern=rule.pattern, direction=rule.direction, file=file, line=line
+        )
 
     def _reset_seen(self) -> None:
         self.seen = zero_counts()
@@ -148,7 +151,7 @@ class MonitorCore:
             if self.source == "log":
                 self._reset_seen()
                 self.seen_since = event.time
-            self.link = LinkState("down", event.time)
+            self.link = LinkState(state="down", since=event.time)
             self.bridge_dropping = 0
         return None
 
@@ -203,7 +206,7 @@ class MonitorCore:
             remote_topic=remote,
             direction=direction,
             rule=ref,
-            evidence=Evidence(self.log, event.line, event.text),
+            evidence=Evidence(log=self.log, line=event.line, text=event.text),
             prefixed=prefixed,
         )
         self.unexpected.append(hit)
@@ -214,22 +217,18 @@ class MonitorCore:
 
     def snapshot(self, now: float, monitor_pid: int | None = None) -> BridgeStatus:
         rules = [
-            RuleCounts(ref, self.seen_rule[i], self.crossed_rule[i])
+            RuleCounts.of(ref, self.seen_rule[i], self.crossed_rule[i])
             for i, ref in enumerate(self.refs)
         ]
-        link = LinkState(
-            self.link.state,
-            self.link.since,
-            self.link.connects,
-            self.link.disconnects,
-            self.link.attempts,
-        )
+        link = self.link.model_copy(update={"for_seconds": self.link.duration(now)})
         return BridgeStatus(
             site=self.policy.site.site.id,
-            connection=self.policy.mqtt.bridge.name,
-            client_id=bridge_client_id(self.policy),
-            remote=self._remote,
-            prefix=self.prefix,
+            bridge=BridgeEnds(
+                connection=self.policy.mqtt.bridge.name,
+                client_id=bridge_client_id(self.policy),
+                remote=self._remote,
+                prefix=self.prefix,
+            ),
             source=self.source,
             updated=now,
             link=link,
@@ -240,7 +239,7 @@ class MonitorCore:
             crossed=dict(self.crossed),
             denied=self.denied,
             rules=rules,
-            default=RuleCounts(self.default_ref, self.seen_default, self.crossed_default),
+            default=RuleCounts.of(self.default_ref, self.seen_default, self.crossed_default),
             unexpected=list(self.unexpected),
             unexpected_total=self.unexpected_total,
             log=self.log,
@@ -264,13 +263,13 @@ def replay_log(policy: Policy, log: Path, now: float) -> BridgeStatus:
 
 def write_snapshot(status: BridgeStatus, path: Path) -> None:
     """Atomically (write, then rename): a reader sees the old snapshot or the new one."""
-    data = json.dumps(status.to_json(), ensure_ascii=False) + "\n"
+    data = json.dumps(status.to_doc(), ensure_ascii=False) + "\n"
     atomic_write(path, data.encode(), durable=False)
 
 
 def read_snapshot(path: Path) -> BridgeStatus | None:
     """The monitor's last snapshot, or None when there is none or it cannot be read."""
     try:
-        return BridgeStatus.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return BridgeStatus.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return None

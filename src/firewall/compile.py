@@ -68,8 +68,7 @@ from firewall.ruleset import (
 from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, WAN
 
 if TYPE_CHECKING:
-    from policies.load import Policy
-    from policies.model import Vlan
+    from policies.model import Policy, Vlan
 
 Json = dict[str, Any]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, WAN, flow_ports
 
 if TYPE_CHECKING:
-    from policies.load import Policy
+    from policies.model import Policy
 
 Interval = tuple[int, int]
 Field = str | int | Interval

@@ -6,6 +6,7 @@ This package imports nothing else of Cell's; every other package builds on it.
 from __future__ import annotations
 
 from policies.errors import CellError, Diagnostic, PolicyError
-from policies.load import Policy, load_policy
+from policies.load import load_policy
+from policies.model import Policy
 
 __all__ = ["CellError", "Diagnostic", "Policy", "PolicyError", "load_policy"]

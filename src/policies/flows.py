@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from policies.load import Policy
-    from policies.model import Flow
+    from policies.model import Flow, Policy
 
 GATEWAY = "gateway"
 WAN = "wan"

@@ -7,14 +7,13 @@ each with `FILE:LINE:COL`, and returns a `Policy` only when there are none.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from policies.errors import Diagnostic, PolicyError
-from policies.model import Host, MqttFile, NetworkFile, SiteFile, Vlan
+from policies.model import MqttFile, NetworkFile, Policy, SiteFile
 from policies.signers import Signer, parse_signers
 from policies.yamlsrc import MAX_FILE_BYTES, Source, load_yaml
 
@@ -24,30 +23,6 @@ FILES: dict[str, type[BaseModel]] = {
     "mqtt.yaml": MqttFile,
 }
 SIGNERS = "allowed_signers"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A validated site policy, with the source positions of everything in it."""
-
-    site: SiteFile
-    network: NetworkFile
-    mqtt: MqttFile
-    signers: tuple[Signer, ...]
-    sources: dict[str, Source]
-    warnings: tuple[Diagnostic, ...] = ()
-    vlans: dict[str, Vlan] = field(init=False)
-    hosts: dict[str, Host] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "vlans", {v.name: v for v in self.network.vlans})
-        object.__setattr__(self, "hosts", {h.name: h for h in self.network.hosts})
-
-    def where(self, file: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
-        """(display file, line, col) of a value in one of the policy files."""
-        src = self.sources[file]
-        line, col = src.at(path)
-        return src.file, line, col
 
 
 def load_policy(repo: str | Path, *, require_signers: bool = False) -> Policy:

@@ -7,10 +7,13 @@ weaken a policy. Models are frozen: a loaded policy is a value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from policies.errors import Diagnostic
+from policies.signers import Signer
 from policies.types import (
     AbsPath,
     Duration,
@@ -29,6 +32,7 @@ from policies.types import (
     TopicPrefix,
     Username,
 )
+from policies.yamlsrc import Source
 
 
 class Strict(BaseModel):
@@ -225,3 +229,27 @@ class MqttFile(Strict):
     listener: Listener = Field(default=Listener(), description="The local broker's listener.")
     topics: list[TopicRule] = Field(default=[], description="The bridge's topic policy.")
     clients: list[Client] = Field(default=[], description="The local broker's ACL.")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated site policy, with the source positions of everything in it."""
+
+    site: SiteFile
+    network: NetworkFile
+    mqtt: MqttFile
+    signers: tuple[Signer, ...]
+    sources: dict[str, Source]
+    warnings: tuple[Diagnostic, ...] = ()
+    vlans: dict[str, Vlan] = field(init=False)
+    hosts: dict[str, Host] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vlans", {v.name: v for v in self.network.vlans})
+        object.__setattr__(self, "hosts", {h.name: h for h in self.network.hosts})
+
+    def where(self, file: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
+        """(display file, line, col) of a value in one of the policy files."""
+        src = self.sources[file]
+        line, col = src.at(path)
+        return src.file, line, col

@@ -15,7 +15,7 @@ from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, OUTSIDE, RESERVE
 from policies.validate_mqtt import validate_mqtt
 
 if TYPE_CHECKING:
-    from policies.load import Policy
+    from policies.model import Policy
     from policies.yamlsrc import Source
 
 NET = "network.yaml"

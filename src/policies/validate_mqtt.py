@@ -13,8 +13,7 @@ from policies.errors import Diagnostic
 from policies.topics import FilterTrie, witness
 
 if TYPE_CHECKING:
-    from policies.load import Policy
-    from policies.model import TopicRule
+    from policies.model import Policy, TopicRule
 
 MQTT = "mqtt.yaml"
 RESERVED_USERS = frozenset({"cell"})

@@ -123,7 +123,7 @@ def format_status(st: BridgeStatus) -> str:
     link = st.link
     state = {"up": "UP", "down": "DOWN"}.get(link.state, "UNKNOWN")
     lines = [
-        f"bridge '{st.connection}' of site {st.site} to {st.remote} (as {st.client_id}): "
+        f"bridge '{st.bridge.connection}' of site {st.site} to {st.bridge.remote} (as {st.bridge.client_id}): "
         f"{state} for {_span(link.duration(st.updated))} (since {_when(link.since)}; "
         f"{_n(link.connects, 'connect')}, {_n(link.disconnects, 'drop')} since broker start)"
     ]
@@ -186,7 +186,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     policy = load(args)
     st = current_status(policy, locate(policy, args))
-    emit(args, st.to_json(), format_status(st))
+    emit(args, st.to_doc(), format_status(st))
     return 0 if st.ok else 3
 
 
@@ -209,7 +209,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds must be positive, not {args.seconds}")
 
     def report(u: UnexpectedPublish) -> None:
-        print(json.dumps(u.to_json()) if args.json else format_unexpected(u), flush=True)
+        print(json.dumps(u.to_doc()) if args.json else format_unexpected(u), flush=True)
 
     if place.netns is not None:
         netns.enter(place.netns)  # before paho makes its socket and thread: both inherit it

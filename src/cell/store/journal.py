@@ -15,64 +15,82 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationError
 
 from cell.store.statedir import State, StateError, dump
 from policies.clock import now_iso
 from policies.fsutil import atomic_write
+from policies.record import Record, first_error
 
 VERSION = 1
 KEEP = 32
 """How many earlier applies the journal keeps for `cell rollback`."""
 
 
-@dataclass(frozen=True)
-class Entry:
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Entry(Record):
     """One applied commit: enough to compare with, re-install, and explain it."""
 
-    commit: str
-    subject: str
-    signature: dict[str, Any]
-    """`policies.trust.Signature` as JSON: status, format, signer, key, detail."""
-    digests: dict[str, str]
-    """Artifact -> sha256, from the rendered manifest."""
-    rendered: str
-    """Key of the stored artifacts (sha256 of manifest.json): `State.load_rendered`."""
-    site: str
-    netns: str | None
-    layout: dict[str, str]
-    """`policies.layout.Layout` fields: the rendered paths depend on it."""
-    repo: str
-    drift_mode: str = "alert"
-    drift_interval: int = 60
-    via: str = "apply"
-    """apply, rollback (by an operator or a passed confirm deadline), reconcile, recovered."""
-    time: str = field(default_factory=now_iso)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    commit: str = Field(description="The applied commit (full SHA).")
+    subject: str = Field(description="Its subject line.")
+    signature: dict[str, Any] = Field(
+        description="`policies.trust.Signature` as JSON: status, format, signer, key, detail."
+    )
+    digests: dict[str, str] = Field(description="Artifact -> sha256, from the rendered manifest.")
+    rendered: str = Field(
+        description="Key of the stored artifacts (sha256 of manifest.json): `State.load_rendered`."
+    )
+    site: str = Field(description="The site id of the policy.")
+    netns: str | None = Field(description="The gateway's network namespace (None: this host).")
+    layout: dict[str, str] = Field(
+        description="`policies.layout.Layout` fields: the rendered paths depend on it."
+    )
+    repo: str = Field(description="The repo the commit was read from.")
+    drift_mode: str = Field(
+        default="alert", description="What the drift watcher does: alert or reconcile."
+    )
+    drift_interval: int = Field(
+        default=60, description="Seconds between the watcher's full checks."
+    )
+    via: str = Field(
+        default="apply",
+        description="apply, rollback (by an operator or a passed confirm deadline), reconcile, recovered.",
+    )
+    time: str = Field(default_factory=now_iso, description="When it was applied (UTC, ISO 8601).")
+    id: str = Field(
+        default_factory=_new_id, description="This application's id (ledger entries name it)."
+    )
 
     def again(self, via: str) -> Entry:
         """This commit applied once more (rollback, reconcile): a new id and time."""
-        return replace(self, via=via, time=now_iso(), id=uuid.uuid4().hex[:16])
+        return self.model_copy(update={"via": via, "time": now_iso(), "id": _new_id()})
 
     @property
     def signer(self) -> str:
         s = self.signature
         return str(s.get("signer") or s.get("key") or "unsigned")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Entry:
-        return cls(**doc)
+class Journal(Record):
+    """What is applied, what is being applied, and what was applied before."""
 
-
-@dataclass
-class Journal:
-    applied: Entry | None = None
-    pending: Entry | None = None
-    previous: list[Entry] = field(default_factory=list)
+    version: int = Field(default=VERSION, description="The journal's format version.")
+    applied: Entry | None = Field(
+        default=None, description="The commit in force, as last read back from the live system."
+    )
+    pending: Entry | None = Field(
+        default=None, description="An apply in progress: written before anything live is touched."
+    )
+    previous: list[Entry] = Field(
+        default_factory=list, description="What was applied before, newest first."
+    )
 
     def promote(self, entry: Entry, *, pushes: bool = True) -> None:
         """`entry` is now in force; the one it replaces goes on the rollback stack (`pushes`)."""
@@ -83,14 +101,6 @@ class Journal:
     def entries(self) -> list[Entry]:
         return [e for e in (self.applied, self.pending, *self.previous) if e is not None]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": VERSION,
-            "applied": self.applied.to_json() if self.applied else None,
-            "pending": self.pending.to_json() if self.pending else None,
-            "previous": [e.to_json() for e in self.previous],
-        }
-
 
 def read_journal(state: State) -> Journal:
     try:
@@ -100,17 +110,13 @@ def read_journal(state: State) -> Journal:
     except (OSError, ValueError) as e:
         raise StateError(f"{state.journal}: unreadable journal ({e})") from None
     try:
-        return Journal(
-            applied=Entry.from_json(doc["applied"]) if doc.get("applied") else None,
-            pending=Entry.from_json(doc["pending"]) if doc.get("pending") else None,
-            previous=[Entry.from_json(e) for e in doc.get("previous", [])],
-        )
-    except (TypeError, KeyError) as e:
+        return Journal.model_validate(doc)
+    except ValidationError as e:
         raise StateError(
-            f"{state.journal}: the journal does not have the expected shape ({e})"
+            f"{state.journal}: the journal does not have the expected shape ({first_error(e)})"
         ) from None
 
 
 def write_journal(state: State, journal: Journal) -> None:
-    atomic_write(state.journal, dump(journal.to_json()))
+    atomic_write(state.journal, dump(journal.to_doc()))
     state.prune({e.commit for e in journal.entries()}, {e.rendered for e in journal.entries()})

@@ -1,0 +1,25 @@
+"""The base of every typed record Cell writes and reads back (journal, ledger, snapshots, status)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Record(BaseModel):
+    """Strict: a record read back must be one this code wrote (`extra="forbid"`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_doc(self) -> dict[str, Any]:
+        """The record as JSON-ready data (what `--json` prints and files hold)."""
+        return self.model_dump(mode="json")
+
+
+def first_error(e: ValidationError) -> str:
+    """One line for people: where in the document, and what is wrong there."""
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top)"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
