@@ -7,9 +7,7 @@ JSON unchanged (`model_dump(mode="json")` / `model_validate`).
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, computed_field
 
 from policies.record import Record
 
@@ -147,11 +145,3 @@ class BridgeStatus(Record):
     @property
     def ok(self) -> bool:
         return self.unexpected_total == 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _derived(cls, data: Any) -> Any:
-        """`ok` is derived from the counts: a document's own `ok` is never believed."""
-        if isinstance(data, dict) and "ok" in data:
-            data = {k: v for k, v in data.items() if k != "ok"}
-        return data

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class Record(BaseModel):
     """Strict: a record read back must be one this code wrote (`extra="forbid"`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        """Computed fields are written out for readers, and recomputed when read back: a
+        document's own derived values are never believed."""
+        derived = cls.model_computed_fields
+        if derived and isinstance(data, dict) and derived.keys() & data.keys():
+            return {k: v for k, v in data.items() if k not in derived}
+        return data
 
     def to_doc(self) -> dict[str, Any]:
         """The record as JSON-ready data (what `--json` prints and files hold)."""

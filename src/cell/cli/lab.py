@@ -76,7 +76,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     info = lab_up(policy, apply=hook)
     took = time.monotonic() - t0
     if args.json:
-        print(json.dumps({**info.to_json(), "applied": hook is not None}, indent=2))
+        print(json.dumps({**info.to_doc(), "applied": hook is not None}, indent=2))
         return 0
     applied = (
         "the policy is applied to the gateway" if hook else "bare: nothing applied to the gateway"
@@ -107,7 +107,7 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
         raise LabNotUp(f"no lab is up for site {site} (start one with `cell lab up`)")
     alive = {name: p.running() for name, p in info.processes.items()}
     if args.json:
-        print(json.dumps({**info.to_json(), "alive": alive}, indent=2))
+        print(json.dumps({**info.to_doc(), "alive": alive}, indent=2))
         return 0
     print(f"lab for site {info.site} is up ({info.root})\n")
     print(format_info(info))

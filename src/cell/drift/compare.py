@@ -270,7 +270,7 @@ class Report:
             "applied": _brief(self.applied),
             "pending": _brief(self.pending),
             "table": self.table.to_json() if self.table else None,
-            "findings": [f.to_json() for f in self.findings],
+            "findings": [f.to_doc() for f in self.findings],
         }
 
 

@@ -20,7 +20,7 @@ def record(state: State, findings: list[Finding], source: str) -> None:
         return
     if keys:
         ledger.append(
-            state, "drift", source=source, keys=keys, findings=[f.to_json() for f in findings]
+            state, "drift", source=source, keys=keys, findings=[f.to_doc() for f in findings]
         )
     elif last is not None and last.get("kind") == "drift":
         ledger.append(state, "drift-resolved", source=source, keys=[])

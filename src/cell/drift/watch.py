@@ -323,7 +323,7 @@ class Watcher:
                 "kind": kind,
                 "source": source,
                 "commit": self.entry.commit,
-                "new": [f.to_json() for f in new],
+                "new": [f.to_doc() for f in new],
                 "resolved": gone,
             }
         )

@@ -8,7 +8,6 @@ the journal's rename and the ledger append is written late.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from cell.deploy.place import target_of
@@ -38,7 +37,9 @@ def recover(state: State, journal: Journal, notes: list[str]) -> bool:
     if not live or table_in_force:
         # Its table is in force (wholly: one transaction), so the journal must name it, even if
         # a file or a service is behind; the caller then re-installs everything on top.
-        journal.promote(replace(pending, via="recovered"), pushes=journal.applied is not None)
+        journal.promote(
+            pending.model_copy(update={"via": "recovered"}), pushes=journal.applied is not None
+        )
         outcome = "completed" if not live else "completed (table in force; services redone)"
         write_journal(state, journal)
     else:

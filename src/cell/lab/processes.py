@@ -14,14 +14,15 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pydantic import ConfigDict, Field
 
 from cell import procfs
 from cell.lab.errors import LabError
 from cell.procfs import start_time
 from firewall import netns
+from policies.record import Record
 
 Listen = tuple[str, int, str]
 """(address, port, proto) a process must be listening on before the lab is ready."""
@@ -30,30 +31,20 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 """Processes this Python process started: kept to reap them (no zombies, no ResourceWarning)."""
 
 
-@dataclass(frozen=True)
-class Proc:
-    name: str
-    netns: str
-    pid: int
-    start: int
-    """Start time in clock ticks since boot (/proc/PID/stat field 22): the pid's identity."""
-    log: str
-    argv: tuple[str, ...]
+class Proc(Record):
+    """A process the lab started, named for good by its pid and start time."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "netns": self.netns,
-            "start": self.start,
-            "log": self.log,
-            "argv": list(self.argv),
-        }
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @classmethod
-    def from_json(cls, name: str, doc: dict[str, Any]) -> Proc:
-        return cls(
-            name, doc["netns"], int(doc["pid"]), int(doc["start"]), doc["log"], tuple(doc["argv"])
-        )
+    name: str = Field(description="What it is (e.g. hub, resolver, responder-cameras).")
+    netns: str = Field(description="The namespace it runs in.")
+    pid: int = Field(description="Its pid.")
+    start: int = Field(
+        description="Start time in clock ticks since boot (/proc/PID/stat field 22): with the "
+        "pid, the process's identity."
+    )
+    log: str = Field(description="Its log file.")
+    argv: tuple[str, ...] = Field(description="Its command line.")
 
     def running(self) -> bool:
         return start_time(self.pid) == self.start and alive(self.pid)
@@ -75,7 +66,9 @@ def start(name: str, ns: str, argv: Sequence[str], log: Path) -> Proc:
         except (OSError, subprocess.SubprocessError) as e:
             raise LabError(f"cannot start {name} ({argv[0]}) in {ns}: {e}") from e
     _children[p.pid] = p
-    return Proc(name, ns, p.pid, start_time(p.pid) or 0, str(log), tuple(argv))
+    return Proc(
+        name=name, netns=ns, pid=p.pid, start=start_time(p.pid) or 0, log=str(log), argv=tuple(argv)
+    )
 
 
 def alive(pid: int) -> bool:
