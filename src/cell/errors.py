@@ -1,4 +1,4 @@
-"""Errors of the appliance layer (see `policies.errors` for the whole tree)."""
+"""Errors of the appliance layer (the whole tree, with exit codes, is drawn in `policies.errors`)."""
 
 from __future__ import annotations
 

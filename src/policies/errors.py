@@ -1,12 +1,27 @@
-"""Cell's exception tree. Every error a person can cause is a `CellError`.
+"""Cell's exception tree, drawn once (a test checks it against the code). Every error a person
+can cause is a `CellError`; each class carries the exit code the CLI returns for it (DESIGN.md:
+0 fine, 1 unexpected failure, 2 bad input or refused, 3 a check found a problem). Only the CLI
+turns errors into exit codes; library code raises.
 
-    CellError                 root: the CLI prints it and exits 1 (or the subclass's code)
-    ├── PolicyError           the policy does not validate; carries `Diagnostic`s (file:line:col)
-    ├── firewall.FirewallError   nftables refused a check or an apply; carries the offending part
-    ├── bridge.BrokerError       mosquitto did not start, reload or accept its config
-    └── cell.*Error              apply, trust, lab and state errors
-
-Only the CLI turns these into exit codes; library code raises.
+    CellError (1)                 policies.errors       root of every area
+    ├── PolicyError (2)           policies.errors       the policy does not validate: Diagnostics
+    ├── TrustRefused (2)          policies.trust        the trust gate refused a commit
+    ├── GitError (1)              policies.gitrepo      git failed on the site-config repo
+    │   └── NotARepo (2)          policies.gitrepo      --repo is not a git repository
+    ├── FirewallError (1)         firewall.nft          nftables refused: the offending part
+    ├── BrokerError (1)           bridge.broker         mosquitto did not start or reload
+    ├── MonitorError (1)          bridge.observer       the bridge monitor cannot watch
+    ├── UsageError (2)            cell.errors           bad input on the command line
+    ├── ApplyError (1)            cell.errors           a step of an apply failed
+    ├── StateError (1)            cell.store.statedir   the state directory is unusable
+    │   └── Busy (1)              cell.store.statedir   another cell command holds the lock
+    ├── HistoryError (2)          cell.store.history    a bad --at
+    ├── NotFound (3)              cell.store.history    nothing was applied at that instant
+    ├── ConfirmError (2)          cell.gitops.confirm   nothing to confirm, a deadline passed
+    ├── NothingToDo (2)           cell.gitops.lifecycle rollback with nothing before, ...
+    ├── WatchError (1)            cell.gitops.watch      the drift watcher cannot start
+    ├── LabError (1)              cell.lab.errors       the lab could not be built or removed
+    └── LabNotUp (3)              cell.lab.errors       no lab is up for the site
 """
 
 from __future__ import annotations

@@ -8,78 +8,17 @@ when a monitor is running, and otherwise replays the broker's log: it needs no d
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bridge.classify import TAGS
 from bridge.status import CLASSES, BridgeStatus, UnexpectedPublish
-from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, state_dir
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, load
 from cell.errors import UsageError
-from policies import Policy
+from cell.verify.bridgeplace import PASSWORD_ENV, current_status, locate
 from policies.clock import human
-from policies.layout import BRIDGE_SNAPSHOT, MOSQUITTO_LOG, Layout
-
-"""The running monitor's snapshot, relative to the state directory."""
-FRESH = 5.0
-"""A snapshot older than this (seconds) is stale: `status` replays the log instead."""
-PASSWORD_ENV = "CELL_MONITOR_PASSWORD"
-
-
-@dataclass
-class Place:
-    """Where a site's bridge runs: namespace (None: this host), files, and the monitor login."""
-
-    netns: str | None
-    layout: Layout
-    password: str | None
-    lab: bool
-
-    @property
-    def log(self) -> Path:
-        return Path(self.layout.state) / MOSQUITTO_LOG
-
-    @property
-    def snapshot(self) -> Path:
-        return Path(self.layout.state) / BRIDGE_SNAPSHOT
-
-
-def locate(policy: Policy, args: argparse.Namespace) -> Place:
-    from cell.lab import lab_status
-
-    lab = lab_status(policy.site.site.id)
-    if lab is not None and not getattr(args, "state_dir", None):
-        return Place(lab.gateway, lab.layout, lab.credentials.get("cell"), True)
-    return Place(None, Layout(state_dir=state_dir(args)), os.environ.get(PASSWORD_ENV), False)
-
-
-def current_status(policy: Policy, place: Place, now: float | None = None) -> BridgeStatus:
-    """The running monitor's snapshot if it is fresh, else a replay of the broker log."""
-    from bridge.monitor import read_snapshot, replay_log
-    from cell.procfs import alive
-
-    now = time.time() if now is None else now
-    snap = read_snapshot(place.snapshot)
-    if (
-        snap is not None
-        and snap.site == policy.site.site.id
-        and snap.monitor_pid is not None
-        and alive(snap.monitor_pid)
-        and now - snap.updated < FRESH
-    ):
-        return snap
-    if not place.log.exists():
-        where = f"the lab's gateway ({place.netns})" if place.lab else "this host"
-        raise UsageError(
-            f"no broker log at {place.log}: the policy is not applied on {where} "
-            "(run `cell apply`, or point --state-dir at the Cell's state directory)"
-        )
-    return replay_log(policy, place.log, now)
-
 
 # --- text -----------------------------------------------------------------------------------
 
@@ -185,7 +124,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     policy = load(args)
-    st = current_status(policy, locate(policy, args))
+    st = current_status(policy, locate(policy, getattr(args, "state_dir", None)))
     emit(args, st.to_doc(), format_status(st))
     return 0 if st.ok else 3
 
@@ -197,7 +136,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from firewall import netns
 
     policy = load(args)
-    place = locate(policy, args)
+    place = locate(policy, getattr(args, "state_dir", None))
     password = place.password
     if password is None and args.password_file:
         password = Path(args.password_file).read_text().strip()

@@ -1,13 +1,12 @@
 """`cell enroll|confirm|rollback|drift|audit verify|history|log`: the GitOps side of the CLI.
 
 Handlers return an exit code and raise `CellError`s; `cell.cli.main` prints those (DESIGN.md).
-`cell apply` itself lives in `cell.apply_cli`.
+`cell apply` itself lives in `cell.cli.apply`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +21,24 @@ def _state(args: argparse.Namespace) -> Any:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from cell.store import ledger
-    from cell.store.journal import read_journal
-    from policies.fsutil import atomic_write
-    from policies.signers import parse_signers
-    from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
+    from cell.gitops.enroll import enroll
 
     state = _state(args)
     ssh = _read(args.signers, "--signers")
-    signers, problems = parse_signers(ssh, args.signers)
-    if problems:
-        from policies.errors import PolicyError
-
-        raise PolicyError(problems)
     pgp = _read(args.pgp_keys, "--pgp-keys") if args.pgp_keys else None
-    fprs = pgp_fingerprints(pgp) if pgp else []
-    if pgp and not fprs:
-        raise UsageError(f"{args.pgp_keys}: no OpenPGP public key in it (gpg --armor --export)")
-    atomic_write(state.trust / SSH_SIGNERS, ssh)
-    if pgp:
-        atomic_write(state.trust / PGP_KEYS, pgp)
-    else:
-        (state.trust / PGP_KEYS).unlink(missing_ok=True)
-    people = sorted({p for s in signers for p in s.principals})
-    digest = hashlib.sha256(ssh).hexdigest()
-    ledger.append(state, "enroll", principals=people, pgp=fprs, sha256=digest)
-    late = read_journal(state).applied is not None
+    done = enroll(state, ssh, args.signers, pgp, args.pgp_keys or "")
     note = (
         "\nnote: this Cell has applied commits already; from now on trust flows through the "
         "repo's allowed_signers, and the enrolled file would only anchor a first apply"
-        if late
+        if done.late
         else ""
     )
-    doc = {"ok": True, "state": str(state.root), "principals": people, "pgp": fprs}
+    doc = {"ok": True, "state": str(state.root), "principals": done.principals, "pgp": done.pgp}
     emit(
         args,
         doc,
-        f"enrolled {len(signers)} SSH keys ({', '.join(people)})"
-        + (f" and {len(fprs)} OpenPGP keys" if fprs else "")
+        f"enrolled {done.keys} SSH keys ({', '.join(done.principals)})"
+        + (f" and {len(done.pgp)} OpenPGP keys" if done.pgp else "")
         + f" in {state.trust}{note}",
     )
     return 0
@@ -107,35 +86,20 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from cell.deploy.place import target_of
-    from cell.drift.compare import compare_all
-    from cell.drift.report import format_report, record
-    from cell.drift.watch import watch
-    from cell.gitops import lifecycle
-    from cell.store.journal import read_journal
+    from cell.drift.report import format_report
+    from cell.gitops.driftcheck import check_once
+    from cell.gitops.watch import watch
 
     state = _state(args)
     if args.watch:
         return watch(state, repo=args.repo, as_json=args.json, interval=args.interval)
-    notes = lifecycle.settle(state)
-    journal = read_journal(state)
-    if journal.applied is None:
-        raise UsageError(f"{state.root}: nothing was applied with `cell apply` yet (no journal)")
-    target = target_of(journal.applied)
-    report = compare_all(state, journal.applied, journal.pending, target, args.repo)
-    record(state, report.findings, "check")
-    reconciled = None
-    live = [f for f in report.findings if f.kind != "repo"]
-    if live and (args.reconcile or journal.applied.drift_mode == "reconcile"):
-        out = lifecycle.reconcile(state)
-        reconciled = out.entry.commit
-        after = compare_all(state, out.entry, None, target, args.repo)
-        record(state, after.findings, "reconcile")
-    doc = {**report.to_json(), "notes": notes, "reconciled": reconciled}
+    done = check_once(state, args.repo, reconcile=args.reconcile)
+    report = done.report
+    doc = {**report.to_json(), "notes": done.notes, "reconciled": done.reconciled}
     text = format_report(report)
-    if reconciled:
-        text += f"\nreconciled: re-applied {reconciled[:12]} (drift.mode or --reconcile)"
-    emit(args, doc, "\n".join([*notes, text]))
+    if done.reconciled:
+        text += f"\nreconciled: re-applied {done.reconciled[:12]} (drift.mode or --reconcile)"
+    emit(args, doc, "\n".join([*done.notes, text]))
     return 0 if report.in_sync else 3
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from cell.deploy.place import target_of
-from cell.drift import inotify
 from cell.drift.compare import (
     Expected,
     Finding,
@@ -36,10 +35,10 @@ from cell.drift.compare import (
     check_repo,
     check_table,
 )
-from cell.drift.inotify import Inotify
 from cell.drift.report import format_event, record
 from cell.gitops import confirm as confirmation
-from cell.gitops import lifecycle
+from cell.gitops import inotify, lifecycle
+from cell.gitops.inotify import Inotify
 from cell.store.journal import read_journal
 from cell.store.statedir import State
 from firewall.monitor import NftMonitor

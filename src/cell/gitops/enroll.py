@@ -1,0 +1,52 @@
+"""Enrolment: anchor this Cell's trust in an allowed_signers file (and optional OpenPGP keys).
+
+The enrolled file decides only the first apply; from then on trust flows through the repo's own
+`allowed_signers` as it stood in each parent commit (`policies.trust`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cell.errors import UsageError
+from cell.store import ledger
+from cell.store.journal import read_journal
+from cell.store.statedir import State
+from policies.errors import PolicyError
+from policies.fsutil import atomic_write
+from policies.signers import parse_signers
+from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    keys: int
+    """SSH keys enrolled."""
+    principals: list[str]
+    pgp: list[str]
+    """OpenPGP fingerprints enrolled."""
+    late: bool
+    """This Cell had applied commits already: the file only anchors a first apply."""
+
+
+def enroll(
+    state: State, ssh: bytes, display: str, pgp: bytes | None = None, pgp_display: str = ""
+) -> Enrolment:
+    """Check the files, write them into the state's trust directory, record it in the ledger."""
+    signers, problems = parse_signers(ssh, display)
+    if problems:
+        raise PolicyError(problems)
+    fprs = pgp_fingerprints(pgp) if pgp else []
+    if pgp and not fprs:
+        raise UsageError(f"{pgp_display}: no OpenPGP public key in it (gpg --armor --export)")
+    atomic_write(state.trust / SSH_SIGNERS, ssh)
+    if pgp:
+        atomic_write(state.trust / PGP_KEYS, pgp)
+    else:
+        (state.trust / PGP_KEYS).unlink(missing_ok=True)
+    people = sorted({p for s in signers for p in s.principals})
+    digest = hashlib.sha256(ssh).hexdigest()
+    ledger.append(state, "enroll", principals=people, pgp=fprs, sha256=digest)
+    late = read_journal(state).applied is not None
+    return Enrolment(len(signers), people, fprs, late)
