@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cell.store import ledger
+from cell.store.journal import Journal, write_journal
 from cell.store.statedir import State
 
 
@@ -20,6 +21,7 @@ def state(tmp_path: Path) -> State:
     s = State(tmp_path / "state")
     for i in range(5):
         ledger.append(s, "apply", commit=f"{i:040x}", note=f"entry {i}")
+    write_journal(s, Journal())  # a Cell that applied has a journal (its absence is a finding)
     return s
 
 
@@ -82,10 +84,13 @@ def test_a_line_cut_off_by_a_crash_is_repaired_and_recorded(state: State) -> Non
         fh.write(b'{"seq":5,"kind":"app')
     assert any("cut off" in p for p in problems(state))
     ledger.append(state, "apply", commit="f" * 40)
-    assert ledger.verify(state) == (7, [])
     docs = [json.loads(line) for line in lines(state)]
     assert docs[5]["kind"] == "ledger-repair" and docs[5]["dropped_bytes"] == 20
     assert docs[6]["kind"] == "apply"
+    # A crash and an attacker who cut the line look alike: the repair stays a problem ...
+    assert [p for p in problems(state) if "seq 5 records a repair" in p and "20 bytes" in p]
+    ledger.ack(state, 5, "power cut during an apply")
+    assert ledger.verify(state) == (8, [])  # ... until an operator acknowledges it
 
 
 def test_cli_audit_verify(state: State) -> None:
@@ -144,9 +149,11 @@ def test_a_kill_between_anchor_and_append_is_said_then_recorded(
             ledger.append(state, "apply", commit="e" * 40)
     assert any("anchored in the head but not in the ledger" in p for p in problems(state))
     ledger.append(state, "apply", commit="f" * 40)
-    assert ledger.verify(state) == (7, [])
     docs = [json.loads(line) for line in lines(state)]
     assert docs[5]["kind"] == "ledger-repair" and docs[5]["causes"] == ["unwritten-anchored"]
+    assert [p for p in problems(state) if "seq 5 records a repair" in p]
+    ledger.ack(state, 5, "killed during an append")
+    assert ledger.verify(state) == (8, [])
 
 
 def test_an_edited_head_is_recorded_at_the_next_append(state: State) -> None:
@@ -154,3 +161,73 @@ def test_an_edited_head_is_recorded_at_the_next_append(state: State) -> None:
     ledger.append(state, "apply", commit="f" * 40)
     found = problems(state)
     assert any("head-mismatch" in p and "entries removed from the end" in p for p in found)
+
+
+def test_deleting_the_newest_entry_is_not_forgotten_at_the_next_append(state: State) -> None:
+    """The attack: delete the newest line; the next append 'repairs' it. It stays visible."""
+    rewrite(state, lines(state)[:-1])
+    ledger.append(state, "apply", commit="f" * 40)
+    found = problems(state)
+    assert any("records a repair" in p and "newest entry deleted" in p for p in found), found
+
+
+def test_a_head_kept_elsewhere_catches_a_rewritten_end(state: State) -> None:
+    """The attack: delete the newest lines and rewrite the head to match. Only an anchor kept
+    off the box (the status carries the head to the hub) shows it."""
+    kept = json.loads(state.ledger_head.read_bytes())
+    rewrite(state, lines(state)[:-2])
+    last = lines(state)[-1]
+    state.ledger_head.write_text(json.dumps({"seq": 2, "hash": ledger.line_hash(last)}))
+    assert problems(state) == []  # consistent on its own ...
+    found = [str(p) for p in ledger.verify(state, ((kept["seq"], kept["hash"]),))[1]]
+    assert any(f"anchor seq {kept['seq']}" in p and "not in the ledger" in p for p in found)
+
+
+def test_a_forged_head_fails_the_evidence_key(tmp_path: Path) -> None:
+    """With an evidence key (made at enrolment), a head written without it does not verify."""
+    from cell.store import evidencekey
+
+    s = State(tmp_path / "state")
+    key = evidencekey.ensure_key(s, "t-site")
+    ledger.append(s, "enroll", evidence_key=key)
+    ledger.append(s, "apply", commit="a" * 40)
+    write_journal(s, Journal())
+    assert problems(s) == []
+    head = ledger.read_head(s)
+    assert head is not None and head["key"] == key
+    assert evidencekey.verify(
+        key, ledger.head_text(head["seq"], head["hash"]), head["sig"], "cell-ledger"
+    )
+    rewrite(s, lines(s)[:-1])
+    s.ledger_head.write_text(json.dumps({"seq": 0, "hash": ledger.line_hash(lines(s)[-1])}))
+    assert any("not signed" in p for p in problems(s))
+    forged = {"seq": 0, "hash": ledger.line_hash(lines(s)[-1]), "sig": head["sig"]}
+    s.ledger_head.write_text(json.dumps(forged))
+    assert any("does not verify" in p for p in problems(s))
+
+
+def test_applies_without_a_journal_are_a_finding(state: State) -> None:
+    state.journal.unlink()
+    assert any("journal.json is missing" in p and "state was deleted" in p for p in problems(state))
+
+
+def test_cli_anchor_and_head(state: State) -> None:
+    cmd = [sys.executable, "-m", "cell.cli", "audit"]
+    where = ["--state-dir", str(state.root), "--json"]
+    head = json.loads(subprocess.run([*cmd, "head", *where], capture_output=True, text=True).stdout)
+    anchor = f"{head['seq']}:{head['hash']}"
+    ok = subprocess.run(
+        [*cmd, "verify", "--anchor", anchor, *where], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stdout
+    rewrite(state, lines(state)[:-1])
+    gone = subprocess.run(
+        [*cmd, "verify", "--anchor", anchor, *where], capture_output=True, text=True
+    )
+    assert gone.returncode == 3 and f"anchor seq {head['seq']}" in gone.stdout
+    bad = subprocess.run(
+        [*cmd, "verify", "--anchor", "nine", *where], capture_output=True, text=True
+    )
+    assert (
+        bad.returncode == 2 and "expected SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr
+    )

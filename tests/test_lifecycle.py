@@ -292,3 +292,35 @@ def test_pulls_from_the_remote_first(site: Site, lab: tuple[str, LabInfo, Keys])
     r = cell("apply", *on_cell)
     assert r.returncode == 1 and "pull" in r.stderr and "Traceback" not in r.stderr
     assert live(info) == before and site.journal()["applied"]["commit"] == pushed
+
+
+def test_deleting_the_state_does_not_make_a_first_apply(
+    site: Site, lab: tuple[str, LabInfo, Keys]
+) -> None:
+    """The attack: an insider deletes the journal (and enrols a key of their own) so that a
+    stranger's commit applies as the Cell's "first apply". The ledger remembers."""
+    _, info, keys = lab
+    site.apply()
+    before = live(info)
+    site.repo.toggle_ntp(on=False)
+    site.repo.commit("eve's change", key="eve")
+    (site.state / "journal.json").unlink()
+    evil = site.state.parent / "evil_signers"
+    evil.write_text(keys.signers("eve"))
+
+    r = site.run("enroll", "--signers", str(evil))
+    assert r.returncode == 2 and "enrolled already" in r.stderr and "--reset" in r.stderr
+    refused = site.apply(code=2)
+    assert "journal" in refused["stderr"] and "not a first apply" in refused["stderr"]
+    assert live(info) == before
+    assert site.ledger()[-1]["kind"] == "refusal"
+    assert site.ledger()[-1]["reason"] == "state-deleted"
+    audit = site.run("audit", "verify")
+    assert audit.returncode == 3 and "state was deleted" in audit.stdout
+
+    # The way out is explicit and recorded: a reset names who did it and why.
+    r = site.run("enroll", "--signers", str(evil), "--reset", "new operator team")
+    assert r.returncode == 0, r.stderr
+    kinds = [e["kind"] for e in site.ledger()]
+    assert kinds[-2:] == ["reset", "enroll"]
+    assert site.ledger()[-2]["reason"] == "new operator team"

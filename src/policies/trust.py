@@ -40,6 +40,7 @@ Reason = Literal[
     "dirty",
     "not-descendant",
     "not-enrolled",
+    "state-deleted",
 ]
 _REASON: dict[Status, Reason] = {
     "good": "trusted",

@@ -21,25 +21,34 @@ def _state(args: argparse.Namespace) -> Any:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from cell.deploy.place import site_of
     from cell.gitops.enroll import enroll
 
     state = _state(args)
     ssh = _read(args.signers, "--signers")
     pgp = _read(args.pgp_keys, "--pgp-keys") if args.pgp_keys else None
-    done = enroll(state, ssh, args.signers, pgp, args.pgp_keys or "")
+    site = (site_of(args.repo) if args.repo else None) or "cell"
+    done = enroll(state, ssh, args.signers, pgp, args.pgp_keys or "", site=site, reset=args.reset)
     note = (
         "\nnote: this Cell has applied commits already; from now on trust flows through the "
         "repo's allowed_signers, and the enrolled file would only anchor a first apply"
         if done.late
         else ""
     )
-    doc = {"ok": True, "state": str(state.root), "principals": done.principals, "pgp": done.pgp}
+    doc = {
+        "ok": True,
+        "state": str(state.root),
+        "principals": done.principals,
+        "pgp": done.pgp,
+        "evidence_key": done.evidence_key,
+        "reset": done.reset,
+    }
     emit(
         args,
         doc,
         f"enrolled {done.keys} SSH keys ({', '.join(done.principals)})"
         + (f" and {len(done.pgp)} OpenPGP keys" if done.pgp else "")
-        + f" in {state.trust}{note}",
+        + f" in {state.trust}{note}\nevidence key: {done.evidence_key}",
     )
     return 0
 
@@ -103,11 +112,18 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0 if report.in_sync else 3
 
 
+def _anchor(text: str) -> tuple[int, str]:
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64:
+        raise UsageError(f"--anchor {text!r}: expected SEQ:HASH (a ledger head, e.g. 41:9f2c...)")
+    return int(seq), digest.lower()
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from cell.store.ledger import verify
 
     state = _state(args)
-    count, problems = verify(state)
+    count, problems = verify(state, tuple(_anchor(a) for a in args.anchor or ()))
     doc = {
         "ok": not problems,
         "ledger": str(state.ledger),
@@ -121,6 +137,25 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     )
     emit(args, doc, text)
     return 0 if not problems else 3
+
+
+def cmd_audit_ack(args: argparse.Namespace) -> int:
+    from cell.store.ledger import ack
+
+    entry = ack(_state(args), args.seq, args.note)
+    emit(args, {"ok": True, **entry}, f"acknowledged the repair at seq {args.seq}")
+    return 0
+
+
+def cmd_audit_head(args: argparse.Namespace) -> int:
+    from cell.store.ledger import read_head
+
+    state = _state(args)
+    head = read_head(state)
+    if head is None:
+        raise UsageError(f"{state.ledger_head}: no ledger head (nothing recorded yet)")
+    emit(args, head, f"{head['seq']}:{head['hash']}" + ("  (signed)" if "sig" in head else ""))
+    return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -169,6 +204,11 @@ def add_gitops_commands(sub: Any) -> None:
     sp = command("enroll", cmd_enroll, "anchor trust: the allowed_signers for the first apply")
     sp.add_argument("--signers", required=True, help="OpenSSH allowed_signers file")
     sp.add_argument("--pgp-keys", help="armored OpenPGP public keys also trusted (optional)")
+    sp.add_argument(
+        "--reset",
+        metavar="REASON",
+        help="replace the trust of a Cell that is enrolled already (recorded in the ledger)",
+    )
     command("confirm", cmd_confirm, "keep the commit applied with --confirm (before its deadline)")
     command("rollback", cmd_rollback, "go back to the previously applied commit")
     sp = command("drift", cmd_drift, "compare live state with what was applied (exit 3: drift)")
@@ -180,10 +220,23 @@ def add_gitops_commands(sub: Any) -> None:
     audit = sub.add_parser("audit", help="the audit ledger")
     actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     sp = actions.add_parser("verify", help="check the ledger's hash chain (exit 3: tampered)")
-    add_repo(sp)
-    add_state_dir(sp)
-    add_json(sp)
+    sp.add_argument(
+        "--anchor",
+        action="append",
+        metavar="SEQ:HASH",
+        help="a head kept elsewhere (e.g. at the hub): it must still be in the chain",
+    )
     sp.set_defaults(handler=cmd_audit_verify)
+    ack = actions.add_parser("ack", help="acknowledge a recorded ledger repair")
+    ack.add_argument("seq", type=int, help="the seq of the ledger-repair entry")
+    ack.add_argument("--note", default="", help="why it happened (recorded)")
+    ack.set_defaults(handler=cmd_audit_ack)
+    head = actions.add_parser("head", help="the ledger's head (SEQ:HASH) and its signature")
+    head.set_defaults(handler=cmd_audit_head)
+    for each in (sp, ack, head):
+        add_repo(each)
+        add_state_dir(each)
+        add_json(each)
     sp = command("history", cmd_history, "the commit that was applied at an instant")
     sp.add_argument("--at", required=True, help="ISO 8601 time, UTC unless it has an offset")
     sp.add_argument("--render", help="re-render that commit into DIR and check its digests")

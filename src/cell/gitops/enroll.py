@@ -10,13 +10,17 @@ import hashlib
 from dataclasses import dataclass
 
 from cell.errors import UsageError
-from cell.store import ledger
+from cell.store import evidencekey, ledger
 from cell.store.journal import read_journal
 from cell.store.statedir import State
 from policies.errors import PolicyError
 from policies.fsutil import atomic_write
 from policies.signers import parse_signers
 from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
+
+
+class AlreadyEnrolled(UsageError):
+    """Enrolling over an existing ledger without an explicit, recorded reset."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +32,34 @@ class Enrolment:
     """OpenPGP fingerprints enrolled."""
     late: bool
     """This Cell had applied commits already: the file only anchors a first apply."""
+    evidence_key: str
+    """The Cell's evidence key, as an allowed_signers line (also in the ledger's entry)."""
+    reset: bool = False
 
 
 def enroll(
-    state: State, ssh: bytes, display: str, pgp: bytes | None = None, pgp_display: str = ""
+    state: State,
+    ssh: bytes,
+    display: str,
+    pgp: bytes | None = None,
+    pgp_display: str = "",
+    *,
+    site: str = "cell",
+    reset: str | None = None,
 ) -> Enrolment:
-    """Check the files, write them into the state's trust directory, record it in the ledger."""
+    """Check the files, write them into the state's trust directory, record it in the ledger.
+
+    Over an existing ledger, this replaces who the Cell trusts: it is refused unless `reset`
+    gives the reason, which is recorded (a `reset` entry) before the new enrolment.
+    """
+    before = ledger.read(state)
+    if before and reset is None:
+        last = before[-1]
+        raise AlreadyEnrolled(
+            f"{state.root}: this Cell is enrolled already (its ledger has {len(before)} entries, "
+            f"the newest seq {last.get('seq')} {last.get('kind')} at {last.get('time')}); "
+            "to replace whom it trusts, `cell enroll --reset REASON --signers FILE` (recorded)"
+        )
     signers, problems = parse_signers(ssh, display)
     if problems:
         raise PolicyError(problems)
@@ -47,6 +73,9 @@ def enroll(
         (state.trust / PGP_KEYS).unlink(missing_ok=True)
     people = sorted({p for s in signers for p in s.principals})
     digest = hashlib.sha256(ssh).hexdigest()
-    ledger.append(state, "enroll", principals=people, pgp=fprs, sha256=digest)
+    key = evidencekey.ensure_key(state, site)
+    if reset is not None:
+        ledger.append(state, "reset", reason=reset, principals=people)
+    ledger.append(state, "enroll", principals=people, pgp=fprs, sha256=digest, evidence_key=key)
     late = read_journal(state).applied is not None
-    return Enrolment(len(signers), people, fprs, late)
+    return Enrolment(len(signers), people, fprs, late, key, reset is not None)

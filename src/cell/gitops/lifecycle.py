@@ -58,6 +58,23 @@ def enrolled(state: State) -> Anchor | None:
     return Anchor(_bytes(ssh), _bytes(pgp), f"the enrolled {SSH_SIGNERS} ({state.trust})")
 
 
+def _refuse_forgotten(state: State, repo: Path) -> None:
+    """No journal, yet the ledger records applies: the Cell's state was deleted. That must not
+    turn the next commit into a "first apply" judged only by the enrolled file."""
+    live = ledger.last_live(state)
+    if live is None:
+        return
+    e = TrustRefused(
+        "state-deleted",
+        f"the audit ledger records that {str(live['commit'])[:12]} was made live "
+        f"({live.get('kind')} at {live.get('time')}, seq {live.get('seq')}) but the journal "
+        f"{state.journal} is gone: this is not a first apply. Restore the state directory, "
+        "or reset this Cell's trust with `cell enroll --reset REASON --signers FILE` (recorded)",
+    )
+    ledger.append(state, "refusal", repo=str(repo), **e.to_json())
+    raise e
+
+
 def _bytes(path: Path) -> bytes | None:
     return path.read_bytes() if path.exists() else None
 
@@ -77,6 +94,8 @@ def apply_head(
                 "`cell confirm` to keep it or `cell rollback` to undo it, then apply"
             )
         base = journal.applied
+        if base is None:
+            _refuse_forgotten(state, repo)
         if confirm_s is not None and base is None:
             raise NothingToDo(
                 "--confirm needs a previously applied commit to fall back to; this is the "

@@ -3,13 +3,18 @@
     {"seq": 0, "time": "...", "kind": "enroll", ..., "prev": "000...0"}
     {"seq": 1, "time": "...", "kind": "apply",  ..., "prev": sha256(line 0)}
 
-Kinds: enroll, apply, refusal, failure, rollback, reconcile, confirm, confirm-pending, drift,
-drift-resolved, recovery, ledger-repair. `verify` finds an edited line (the next line's `prev`
+Kinds: enroll, reset, apply, refusal, failure, rollback, reconcile, confirm, confirm-pending, drift,
+drift-resolved, recovery, ledger-repair, ledger-ack. `verify` finds an edited line (the next line's `prev`
 no longer matches), a deleted or moved line (`seq` and `prev` break), and a cut-off end:
 before every append, `ledger.head` records the seq and hash of the entry being written, so
 removing the newest lines shows, and so does any entry appended past the head. A hash chain proves order and integrity against a careless or casual edit; someone who can
 rewrite the whole file and its head can forge it, which is why the head is worth copying off
-the box.
+the box. So each head is signed with the Cell's evidence key (`cell.store.evidencekey`; its public
+line is in the enroll entry): the daemon carries the signed head in its status, which goes to the
+hub, and `cell audit verify --anchor SEQ:HASH` checks the ledger against a head kept elsewhere.
+Every repair stays a problem in `verify` until an operator acknowledges it (`cell audit ack SEQ`),
+and a ledger that records applies while the journal is gone is a problem too: deleting the Cell's
+state must not make it forget what it applied.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cell.store import evidencekey
 from cell.store.statedir import State, dump
 from policies.clock import now_iso
 from policies.fsutil import atomic_write
@@ -62,7 +68,7 @@ def _write(state: State, seq: int, prev: str, kind: str, fields: dict[str, Any])
     digest = line_hash(line)
     # The head first: killed in between, the head names an entry the file lacks (which the next
     # append records), never an entry the head does not vouch for.
-    atomic_write(state.ledger_head, dump({"seq": seq, "hash": digest}))
+    atomic_write(state.ledger_head, dump(_signed_head(state, seq, digest)))
     fd = os.open(state.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, line + b"\n")
@@ -70,6 +76,64 @@ def _write(state: State, seq: int, prev: str, kind: str, fields: dict[str, Any])
     finally:
         os.close(fd)
     return seq + 1, digest
+
+
+LIVE_KINDS = ("apply", "rollback", "reconcile")
+"""Entries that record a commit made live."""
+
+
+def head_text(seq: int, digest: str) -> bytes:
+    """What a head signature signs."""
+    return f"cell-ledger-head\nseq {seq}\nhash {digest}\n".encode()
+
+
+def _signed_head(state: State, seq: int, digest: str) -> dict[str, Any]:
+    head: dict[str, Any] = {"seq": seq, "hash": digest}
+    if evidencekey.has_key(state):
+        head["sig"] = evidencekey.sign(state, head_text(seq, digest), evidencekey.HEAD_NAMESPACE)
+    return head
+
+
+def read_head(state: State) -> dict[str, Any] | None:
+    """The ledger's head: {seq, hash} and, once the Cell has an evidence key, `sig` (an SSH
+    signature of `head_text`) and `key` (the allowed_signers line to check it with)."""
+    try:
+        head = json.loads(state.ledger_head.read_bytes())
+        doc: dict[str, Any] = {"seq": int(head["seq"]), "hash": str(head["hash"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if head.get("sig"):
+        doc["sig"] = str(head["sig"])
+        if evidencekey.has_key(state):
+            doc["key"] = evidencekey.public_line(state)
+    return doc
+
+
+def ack(state: State, seq: int, note: str) -> dict[str, Any]:
+    """An operator's acknowledgement of the repair recorded at `seq` (which `verify` then stops
+    reporting). Refused when there is no such repair."""
+    entries = read(state)
+    if not any(e.get("seq") == seq and e.get("kind") == "ledger-repair" for e in entries):
+        from cell.errors import UsageError
+
+        raise UsageError(f"{state.ledger}: no ledger-repair entry with seq {seq} to acknowledge")
+    done: dict[str, Any] = append(state, "ledger-ack", repair=seq, note=note)
+    return done
+
+
+def since_reset(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries after the last recorded reset of this Cell's trust."""
+    for i in range(len(entries) - 1, -1, -1):
+        if entries[i].get("kind") == "reset":
+            return entries[i + 1 :]
+    return entries
+
+
+def last_live(state: State) -> dict[str, Any] | None:
+    """The newest entry that made a commit live, since the last reset (None: never applied)."""
+    entries: list[dict[str, Any]] = since_reset(read(state))
+    live = [e for e in entries if e.get("kind") in LIVE_KINDS and e.get("commit")]
+    return live[-1] if live else None
 
 
 def _tail(path: Path) -> tuple[int, str, dict[str, Any]]:
@@ -212,13 +276,17 @@ class Problem:
         return f"line {self.line}: {self.message}"
 
 
-def verify(state: State) -> tuple[int, list[Problem]]:
-    """(entries checked, problems). No problems: nothing was edited, removed or reordered."""
+def verify(state: State, anchors: tuple[tuple[int, str], ...] = ()) -> tuple[int, list[Problem]]:
+    """(entries checked, problems). No problems: nothing was edited, removed or reordered, every
+    repair is acknowledged, the head's signature holds, and each anchor (SEQ, HASH) kept
+    elsewhere is still in the chain."""
     try:
         raw = state.ledger.read_bytes()
     except FileNotFoundError:
         raw = b""
     problems: list[Problem] = []
+    repairs: dict[int, tuple[int, dict[str, Any]]] = {}
+    hashes_at: dict[int, str] = {}
     prev, expect = GENESIS, 0
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
@@ -243,16 +311,37 @@ def verify(state: State) -> tuple[int, list[Problem]]:
             )
         if seq != expect:
             problems.append(Problem(n, f"seq {seq} where {expect} was expected"))
+        if doc.get("kind") == "ledger-repair":
+            repairs[seq] = (n, doc)
+        if doc.get("kind") == "ledger-ack":
+            repairs.pop(int(doc.get("repair", -1)), None)
+        hashes_at[seq] = line_hash(line)
+        prev, expect = line_hash(line), seq + 1
+    for seq, (n, doc) in sorted(repairs.items()):
         outside = [c for c in doc.get("causes", ()) if c in OUTSIDE]
-        if doc.get("kind") == "ledger-repair" and outside:
+        why = (
+            f"a change made outside the Cell ({', '.join(outside)})"
+            if outside
+            else f"what a crash leaves ({', '.join(doc.get('causes', ()))}), or an attacker"
+        )
+        problems.append(
+            Problem(
+                n,
+                f"seq {seq} records a repair of {why}: {_repair_text(doc)}; once you know why, "
+                f"`cell audit ack {seq}`",
+            )
+        )
+    for seq, digest in anchors:
+        if hashes_at.get(seq) != digest:
+            found = hashes_at.get(seq)
             problems.append(
                 Problem(
-                    n,
-                    f"seq {seq} records a repair of a change made outside "
-                    f"the Cell ({', '.join(outside)}): {_repair_text(doc)}",
+                    0,
+                    f"anchor seq {seq} ({digest[:12]}) is not in the ledger"
+                    + (f" (seq {seq} is now {found[:12]})" if found else "")
+                    + ": entries were removed or rewritten since that head was kept",
                 )
             )
-        prev, expect = line_hash(line), seq + 1
     if not lines and (state.journal.exists() or state.trust.exists()):
         problems.append(
             Problem(
@@ -262,11 +351,67 @@ def verify(state: State) -> tuple[int, list[Problem]]:
             )
         )
     problems += _check_head(state, lines)
+    problems += _check_signature(state, lines)
+    problems += _check_journal(state)
     return len(lines), problems
 
 
+def _check_signature(state: State, lines: list[bytes]) -> list[Problem]:
+    """The head's signature, against the evidence key the ledger recorded at enrolment."""
+    keys = [d["evidence_key"] for d in map(_entry, lines) if d and d.get("evidence_key")]
+    if not keys:
+        return []
+    try:
+        head = json.loads(state.ledger_head.read_bytes())
+        seq, digest, sig = int(head["seq"]), str(head["hash"]), head.get("sig")
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # _check_head reports it
+    if not sig:
+        return [Problem(0, f"{state.ledger_head} is not signed, but this Cell has an evidence key")]
+    if not evidencekey.verify(
+        keys[-1], head_text(seq, digest), str(sig), evidencekey.HEAD_NAMESPACE
+    ):
+        return [
+            Problem(
+                0,
+                f"{state.ledger_head}: the signature of seq {seq} does not verify with the "
+                "evidence key recorded at enrolment: the head was written without the Cell's key",
+            )
+        ]
+    return []
+
+
+def _check_journal(state: State) -> list[Problem]:
+    """Applies in the ledger and no journal: the Cell's state was deleted (which must not make a
+    stranger's commit a "first apply")."""
+    if state.journal.exists():
+        return []
+    live = last_live(state)
+    if live is None:
+        return []
+    return [
+        Problem(
+            int(live.get("seq", 0)) + 1,
+            f"the ledger records that {str(live['commit'])[:12]} was made live "
+            f"({live.get('kind')}, seq {live.get('seq')}) but {state.journal} is missing: the "
+            "Cell's state was deleted",
+        )
+    ]
+
+
 def _repair_text(doc: dict[str, Any]) -> str:
-    if "head-mismatch" in doc.get("causes", ()):
+    causes = doc.get("causes", ())
+    if "cut-fragment" in causes:
+        return (
+            f"{doc.get('dropped_bytes')} bytes of an entry cut off mid-write were dropped "
+            f"(sha256 {str(doc.get('dropped_sha256'))[:12]})"
+        )
+    if "unwritten-anchored" in causes:
+        return (
+            f"the head named seq {doc.get('head_seq')}, whose entry is not in the ledger: a kill "
+            "between the two writes, or the newest entry deleted"
+        )
+    if "head-mismatch" in causes:
         return (
             f"the head named seq {doc.get('head_seq')} ({str(doc.get('head_hash'))[:12]}) "
             f"but the ledger ended at seq {doc.get('last_seq')}: entries removed from the "
