@@ -184,3 +184,13 @@ def test_json_errors_go_to_stdout_as_json(site: Site) -> None:
     (err,) = doc["errors"]
     assert err["file"].endswith("mqtt.yaml") and "duplicate client" in err["message"]
     assert err["line"] == site.line_of("mqtt.yaml", 'username: cam-01, publish: ["site/cam-02')
+
+
+def test_operator_files_are_bounded_and_regular(tmp_path: Path) -> None:
+    """A device or a huge file named as --signers is refused in one line, never read whole."""
+    big = tmp_path / "big"
+    big.write_bytes(b"a" * ((1 << 20) + 1))
+    for path, why in (("/dev/zero", "not a regular file"), (str(big), "larger than")):
+        r = cell("enroll", "--signers", path, "--state-dir", str(tmp_path / "state"))
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "state" / "ledger.jsonl").exists()

@@ -324,3 +324,34 @@ def test_deleting_the_state_does_not_make_a_first_apply(
     kinds = [e["kind"] for e in site.ledger()]
     assert kinds[-2:] == ["reset", "enroll"]
     assert site.ledger()[-2]["reason"] == "new operator team"
+
+
+def test_a_full_state_disk_is_reported_not_a_crash(
+    lab: tuple[str, LabInfo, Keys], tmp_path: Path
+) -> None:
+    """The attack: fill the state disk (a camera flooding a log), then open a hole. `cell drift`
+    still reports the hole, and the full disk as a finding of its own; nothing crashes."""
+    from firewall import netns
+
+    site_id, info, keys = lab
+    small = tmp_path / "state"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    try:
+        s = Site(tmp_path, keys, site_id)
+        s.apply()
+        with contextlib.suppress(OSError), (small / "filler").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        netns.run(info.gateway, ["nft", "insert rule inet cell forward tcp dport 2222 accept"])
+        r = s.run("drift", "--json")
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+        assert r.returncode == 3, r.stdout + r.stderr
+        doc = json.loads(r.stdout)
+        kinds = {f["kind"]: f for f in doc["findings"]}
+        assert "dport 2222 accept" in kinds["nftables"]["diff"]
+        assert "filesystem is full" in kinds["state"]["what"]
+    finally:
+        fw.apply(Path(info.layout.config, "nftables/ruleset.json").read_bytes(), info.gateway)
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from bridge.classify import TAGS
 from bridge.status import CLASSES, BridgeStatus, UnexpectedPublish
-from cell.cli.util import add_json, add_repo, add_state_dir, emit, load
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, read_operator_file
 from cell.errors import UsageError
 from cell.verify.bridgeplace import PASSWORD_ENV, current_status, locate
 from policies.clock import human
@@ -139,7 +138,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     place = locate(policy, getattr(args, "state_dir", None))
     password = place.password
     if password is None and args.password_file:
-        password = Path(args.password_file).read_text().strip()
+        password = read_operator_file(args.password_file, "--password-file").decode().strip()
     if not password:
         raise UsageError(
             f"no password for the monitor's login 'cell': set ${PASSWORD_ENV} or --password-file"

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cell.cli.util import add_json, add_repo, add_state_dir, emit
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, read_operator_file
 from cell.errors import UsageError
 
 
@@ -25,8 +25,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from cell.gitops.enroll import enroll
 
     state = _state(args)
-    ssh = _read(args.signers, "--signers")
-    pgp = _read(args.pgp_keys, "--pgp-keys") if args.pgp_keys else None
+    ssh = read_operator_file(args.signers, "--signers")
+    pgp = read_operator_file(args.pgp_keys, "--pgp-keys") if args.pgp_keys else None
     site = (site_of(args.repo) if args.repo else None) or "cell"
     done = enroll(state, ssh, args.signers, pgp, args.pgp_keys or "", site=site, reset=args.reset)
     note = (
@@ -51,13 +51,6 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         + f" in {state.trust}{note}\nevidence key: {done.evidence_key}",
     )
     return 0
-
-
-def _read(path: str, flag: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot read it ({e.strerror})") from None
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:

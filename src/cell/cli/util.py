@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -46,3 +47,26 @@ def add_json(sp: argparse.ArgumentParser) -> None:
 
 def add_state_dir(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--state-dir", help=paths.STATE_HELP)
+
+
+MAX_OPERATOR_FILE = 1 << 20
+"""Files an operator points a command at (signers, keys, passwords) are small: reading more
+than this is refused, so a mistaken path (a device, a log) cannot exhaust memory."""
+
+
+def read_operator_file(path: str, flag: str, limit: int = MAX_OPERATOR_FILE) -> bytes:
+    """The bytes of a regular file named on the command line, or a one-line UsageError."""
+    import stat
+
+    from cell.errors import UsageError
+
+    try:
+        with open(path, "rb") as fh:  # noqa: PTH123 (one fstat on the open file, no race)
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise UsageError(f"{flag} {path}: not a regular file")
+            data = fh.read(limit + 1)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot read it ({e.strerror})") from None
+    if len(data) > limit:
+        raise UsageError(f"{flag} {path}: larger than {limit} bytes; is it the right file?")
+    return data

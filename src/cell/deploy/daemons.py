@@ -55,13 +55,13 @@ def stop(pidfile: Path, timeout: float = 5.0) -> None:
     """SIGTERM the recorded process, then SIGKILL if it lingers; absent is fine."""
     pid = read_pid(pidfile)
     if pid is not None:
-        _signal(pid, signal.SIGTERM)
+        signal_pid(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.02)
         if alive(pid):
-            _signal(pid, signal.SIGKILL)
+            signal_pid(pid, signal.SIGKILL)
             _reap(pid)
     pidfile.unlink(missing_ok=True)
 
@@ -70,11 +70,11 @@ def hup(pidfile: Path) -> bool:
     pid = read_pid(pidfile)
     if pid is None:
         return False
-    _signal(pid, signal.SIGHUP)
+    signal_pid(pid, signal.SIGHUP)
     return True
 
 
-def _signal(pid: int, sig: int) -> None:
+def signal_pid(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 

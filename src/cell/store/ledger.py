@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cell.store import evidencekey
-from cell.store.statedir import State, dump
+from cell.store.statedir import State, dump, full_disk
 from policies.clock import now_iso
 from policies.fsutil import atomic_write
 
@@ -45,7 +45,15 @@ OUTSIDE = ("added-newline", "head-mismatch")
 
 
 def append(state: State, kind: str, **fields: Any) -> dict[str, Any]:
-    """Add one entry (under the ledger lock): anchor it in the head, then append and fsync it."""
+    """Add one entry (under the ledger lock): anchor it in the head, then append and fsync it.
+    A full filesystem is a `StateFull` (the caller reports first and records second)."""
+    try:
+        return _append(state, kind, fields)
+    except OSError as e:
+        raise full_disk(state.ledger, e) or e from None
+
+
+def _append(state: State, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     state.root.mkdir(parents=True, exist_ok=True)
     with state.lock("ledger", timeout=30):
         seq, prev, repaired = _tail(state.ledger)

@@ -15,6 +15,7 @@ put back, and compared with, even if the repo was rewritten or is gone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -43,6 +44,25 @@ class StateError(CellError):
     """The state directory is unusable (unreadable journal, a lock that never frees)."""
 
     exit_code = 1
+
+
+class StateFull(StateError):
+    """The state directory's filesystem is full (or over quota): nothing more can be recorded."""
+
+
+def full_disk(path: Path, e: OSError) -> StateFull | None:
+    """A `StateFull` for an ENOSPC/EDQUOT error while writing `path` (None: another error)."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+        free = f"{st.f_bavail * st.f_frsize} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return StateFull(
+        f"{path}: cannot write, the filesystem is full ({free}); free space on it (an attacker "
+        "filling it is a finding in itself), or give the state directory a filesystem of its own"
+    )
 
 
 class Busy(StateError):
