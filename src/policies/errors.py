@@ -12,8 +12,10 @@ turns errors into exit codes; library code raises.
     ├── BrokerError (1)           bridge.broker         mosquitto did not start or reload
     ├── MonitorError (1)          bridge.observer       the bridge monitor cannot watch
     ├── UsageError (2)            cell.errors           bad input on the command line
+    │   └── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
     ├── ApplyError (1)            cell.errors           a step of an apply failed
     ├── StateError (1)            cell.store.statedir   the state directory is unusable
+    │   ├── StateFull (1)         cell.store.statedir   its filesystem is full
     │   └── Busy (1)              cell.store.statedir   another cell command holds the lock
     ├── HistoryError (2)          cell.store.history    a bad --at
     ├── NotFound (3)              cell.store.history    nothing was applied at that instant
