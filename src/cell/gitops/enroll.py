@@ -52,6 +52,12 @@ def enroll(
     Over an existing ledger, this replaces who the Cell trusts: it is refused unless `reset`
     gives the reason, which is recorded (a `reset` entry) before the new enrolment.
     """
+    signers, problems = parse_signers(ssh, display)
+    if problems:
+        raise PolicyError(problems)
+    fprs = pgp_fingerprints(pgp) if pgp else []
+    if pgp and not fprs:
+        raise UsageError(f"{pgp_display}: no OpenPGP public key in it (gpg --armor --export)")
     before = ledger.read(state)
     if before and reset is None:
         last = before[-1]
@@ -60,12 +66,6 @@ def enroll(
             f"the newest seq {last.get('seq')} {last.get('kind')} at {last.get('time')}); "
             "to replace whom it trusts, `cell enroll --reset REASON --signers FILE` (recorded)"
         )
-    signers, problems = parse_signers(ssh, display)
-    if problems:
-        raise PolicyError(problems)
-    fprs = pgp_fingerprints(pgp) if pgp else []
-    if pgp and not fprs:
-        raise UsageError(f"{pgp_display}: no OpenPGP public key in it (gpg --armor --export)")
     atomic_write(state.trust / SSH_SIGNERS, ssh)
     if pgp:
         atomic_write(state.trust / PGP_KEYS, pgp)
