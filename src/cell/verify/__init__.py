@@ -1,0 +1,1 @@
+"""Egress verification: the WAN capture ring, its pruner and coverage, incident windows."""
