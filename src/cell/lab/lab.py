@@ -74,6 +74,11 @@ def lab_up(policy: Policy, *, apply: Apply | None = None) -> LabInfo:
         write_state(info)
         step = "starting its services"
         started = start_wan_services(plan, pki, root) + _responders(plan, root)
+        from cell.verify.labcapture import start_lab_capture
+
+        started += start_lab_capture(
+            policy, plan.gateway, plan.wan_interface, info.layout.state, root / "log"
+        )
         info.processes = {proc.name: proc for proc, _ in started}
         write_state(info)
         wait_ready(started)

@@ -159,6 +159,19 @@ def _rule(policy: Policy, flow: int | None) -> dict[str, Any] | None:
     return {"file": file, "line": line, "from": f.source, "to": f.to, "service": f.service}
 
 
+def _implied_dns(
+    policy: Policy, src: Endpoint, raddr: str, pp: tuple[int, str] | None
+) -> dict[str, Any] | None:
+    """The Cell's own DNS to `wan.resolvers` (any WAN address when none are listed): implied,
+    like the firewall's rule for it (`firewall.compile`); the rule points at `wan.resolvers`."""
+    resolvers = policy.network.wan.resolvers
+    if src.kind != "gateway" or pp is None or pp[0] != 53 or (resolvers and raddr not in resolvers):
+        return None
+    path: tuple[str | int, ...] = ("wan", "resolvers") if resolvers else ("wan",)
+    file, line, _ = policy.where("network.yaml", path)
+    return {"file": file, "line": line, "from": "gateway", "to": "wan.resolvers", "service": "dns"}
+
+
 def _who(ep: Endpoint, address: str) -> dict[str, Any]:
     return {"address": address, "name": ep.name, "vlan": ep.vlan}
 
@@ -182,8 +195,11 @@ def decide_destinations(
         if row is None:
             dst, hub = _remote(policy, raddr, hubs)
             pp = (port, proto) if port is not None and proto in ("tcp", "udp") else None
+            implied = _implied_dns(policy, src, raddr, pp) if c.opened_by_site else None
             if ":" in saddr or ":" in raddr:
                 d_verdict, flow = "drop", None  # the policy is IPv4 only: nothing admits IPv6
+            elif implied is not None:
+                d_verdict, flow = "accept", None
             else:
                 d = (
                     decide(policy, src, dst, pp)
@@ -201,7 +217,7 @@ def decide_destinations(
                 "bytes_out": 0,
                 "connections": 0,
                 "verdict": "allowed" if d_verdict == "accept" else "unexpected",
-                "rule": _rule(policy, flow),
+                "rule": implied or _rule(policy, flow),
                 "endpoint": hub
                 or ("wan" if dst.kind == "address" and dst.vlan is None else dst.name),
                 "source": _who(src, saddr),
