@@ -22,7 +22,7 @@ import pytest
 
 from cell.apply import apply_lab
 from cell.lab import LabInfo, lab_down, lab_up
-from cell.lab.processes import pids_in, netns_id
+from cell.lab.processes import netns_id, pids_in
 from cell.probe import Env, run_probes
 from cell.verify.coverage import CoverageLog
 from cell.verify.labcapture import capture_dir
