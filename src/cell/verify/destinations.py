@@ -4,9 +4,10 @@ Pure: packets in (from `pcapread`), a document out. Each connection is put on it
 (the gateway's own WAN addresses, or an address in a VLAN subnet: today the WAN sees site
 sources as they are; where NAT comes, the source before translation is what goes into
 `source`) and its remote side. Who opened it: the sender of a TCP SYN, the receiver of a SYN-ACK,
-else the sender of its first packet in the window. Connections the site opened are decided by
-`policies.flows.decide`, the function behind `cell explain flow` and the firewall compiler, so
-the verdict here and the firewall's cannot disagree. Hub endpoints named by hostname are known by
+else (seen mid-stream) the side on the higher, ephemeral port, else the first sender.
+Connections the site opened are decided by `policies.flows.decide`, the function behind
+`cell explain flow` and the firewall compiler, so the verdict here and the firewall's cannot
+disagree (plus the one implied rule, the Cell's own DNS to `wan.resolvers`). Hub endpoints named by hostname are known by
 the addresses the Cell's resolver put in the firewall's sets (`hub_addresses`).
 
 Connections opened from outside are listed apart (`inbound`): Internet noise is not a leak,
@@ -122,8 +123,10 @@ def connections(
         if c is None:
             if proto == "tcp" and flags & _SYN:
                 by_site = out if not flags & _ACK else not out
-            elif sport is not None and dport is not None and not out and sport > dport:
-                by_site = True  # a reply from a service port to an ephemeral one, seen first
+            elif sport is not None and dport is not None and sport != dport:
+                # Seen mid-stream: the opener is the side on the ephemeral (higher) port.
+                site_port, remote_port = (sport, dport) if out else (dport, sport)
+                by_site = site_port > remote_port
             else:
                 by_site = out
             c = conns[key] = _Conn(by_site, first_ns=ts)

@@ -81,7 +81,7 @@ def plan_prune(
     deletions: list[Deletion] = []
     for f in closed:  # oldest first
         reason: Reason | None = None
-        if ends[f.name] < cutoff:
+        if ends[f.name] <= cutoff:
             reason = "retention"
         elif total > budget:
             reason = "max_disk"
