@@ -3,7 +3,6 @@ coverage and gaps, window selection, times; and of the window cut with the real 
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,7 +56,7 @@ def test_ring_names_are_utc_stamps_and_other_files_are_not_the_rings(tmp_path: P
 def test_a_file_ends_where_the_next_of_its_run_starts_or_at_the_run_end_or_last_write() -> None:
     a1, a2 = rf("aaaaaaaa", 1, T0), rf("aaaaaaaa", 2, T0 + H, mtime=T0 + H + timedelta(minutes=5))
     b1, b3 = rf("bbbbbbbb", 1, T0 + 2 * H), rf("bbbbbbbb", 3, T0 + 4 * H)
-    ends = dict((f.name, e) for f, e in spans([a1, a2, b1, b3], {"bbbbbbbb": T0 + 5 * H}))
+    ends = {f.name: e for f, e in spans([a1, a2, b1, b3], {"bbbbbbbb": T0 + 5 * H})}
     assert ends[a1.name] == T0 + H
     assert ends[a2.name] == T0 + H + timedelta(minutes=5)  # killed run: its last write
     assert ends[b1.name] == b1.mtime  # its successor was deleted
@@ -234,4 +233,4 @@ def test_extract_keeps_exactly_the_window_across_files(tmp_path: Path) -> None:
     assert complete_length(live) < live.stat().st_size
     got = extract(ring, files[2:], T0 + 2 * H, T0 + 3 * H, tmp_path / "l.pcapng")
     assert got.packets == 3599
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".cell-pcap-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cell-pcap-")]

@@ -20,9 +20,7 @@ from cell.verify.coverage import Coverage, CoverageLog, coverage_of, iso, live_r
 from cell.verify.errors import PcapUsage
 from cell.verify.pcaptime import parse_time
 from cell.verify.pcapwindow import Extracted, extract, select_files
-from cell.verify.ring import RingFile, list_ring, spans
-
-CAPTURE_DIR = "capture"
+from cell.verify.ring import CAPTURE_DIR, RingFile, list_ring, spans
 
 
 def add_pcap_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

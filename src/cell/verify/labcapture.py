@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from cell.lab.errors import LabError
 from cell.lab.processes import Listen, Proc, alive, start
 from cell.verify.coverage import CoverageLog
+from cell.verify.ring import CAPTURE_DIR
 from policies import Policy
-
-CAPTURE_DIR = "capture"
 
 
 def capture_dir(state_dir: str) -> Path:
@@ -23,7 +21,7 @@ def capture_dir(state_dir: str) -> Path:
 
 def start_lab_capture(
     policy: Policy, netns: str, interface: str, state_dir: str, logs: Path, timeout: float = 15.0
-) -> list[tuple[Proc, Sequence[Listen]]]:
+) -> list[tuple[Proc, list[Listen]]]:
     """Start the capture when `capture.wan.enabled`; return once dumpcap writes (or raise)."""
     cw = policy.network.capture.wan
     if not cw.enabled:
@@ -54,4 +52,4 @@ def start_lab_capture(
         if time.monotonic() > deadline:
             raise LabError(f"the WAN capture wrote nothing within {timeout:.0f} s")
         time.sleep(0.05)
-    return [(proc, ())]
+    return [(proc, [])]

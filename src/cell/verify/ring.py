@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 PREFIX = "wan"
+CAPTURE_DIR = "capture"
+"""The ring's directory inside the state directory."""
 _NAME = re.compile(r"wan\.(?P<run>[0-9a-f]{8})_(?P<seq>\d{5,})_(?P<ts>\d{14})\.pcapng")
 
 
