@@ -57,3 +57,20 @@ def write_pcapng(path: Path, packets: Iterable[tuple[int, bytes]]) -> int:
         for ts, data in packets:
             f.write(epb(ts, data))
         return f.tell()
+
+
+def dns_response(name: str, addresses: list[str]) -> bytes:
+    """A DNS response payload: one question, one A answer per address (name compressed)."""
+    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    body = struct.pack("!HHHHHH", 0x1234, 0x8180, 1, len(addresses), 0, 0) + q + b"\0\1\0\1"
+    for a in addresses:
+        body += (
+            b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes(int(x) for x in a.split("."))
+        )
+    return body
+
+
+def udp_frame(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A UDP frame carrying `payload`."""
+    base = frame(src, dst, "udp", sport, dport, payload=len(payload))
+    return base[: len(base) - len(payload)] + payload

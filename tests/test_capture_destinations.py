@@ -8,7 +8,7 @@ from cell.explain import explain_flow
 from cell.verify.destinations import decide_destinations, sites_of
 from cell.verify.pcapread import read_packets
 from conftest import EXAMPLE
-from pcapgen import ACK, SYN, frame, write_pcapng
+from pcapgen import ACK, SYN, dns_response, frame, udp_frame, write_pcapng
 from policies import load_policy
 
 GW, HUB, MGMT, PHONE, RESOLVER = (
@@ -91,3 +91,23 @@ def test_a_connection_seen_mid_stream_is_put_on_the_side_that_opened_it(tmp_path
         (HUB, 8883, "allowed")
     ]
     assert doc["inbound"] == []
+
+
+def test_hub_addresses_come_from_the_gateways_own_dns_answers_in_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "w.pcapng"
+    answer = dns_response("hub.example.eu", [HUB])
+    frames = [
+        udp_frame("10.40.0.50", "198.51.100.1", 5000, 53, b""),
+        udp_frame("198.51.100.1", "10.40.0.50", 53, 5000, dns_response("hub.example.eu", [PHONE])),
+        udp_frame(RESOLVER, GW, 53, 5353, answer),
+        frame(GW, HUB, "tcp", 40000, 8883, flags=SYN),
+        frame(GW, PHONE, "tcp", 40001, 8883, flags=SYN),
+    ]
+    write_pcapng(path, ((10**18 + i, f) for i, f in enumerate(frames)))
+    policy = load_policy(EXAMPLE)
+    doc = decide_destinations(policy, read_packets(path), sites_of(policy, [GW]), {})
+    rows = {(r["address"], r["port"]): r for r in doc["destinations"]}
+    assert rows[(HUB, 8883)]["verdict"] == "allowed"
+    assert rows[(HUB, 8883)]["endpoint"] == "hub.bridge"
+    # An answer to a laptop is not what the firewall's hub set is filled from.
+    assert rows[(PHONE, 8883)]["verdict"] == "unexpected"

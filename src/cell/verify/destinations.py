@@ -20,6 +20,7 @@ import ipaddress
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from socket import inet_ntoa
 from typing import Any
 
 from cell.verify.pcapread import Packet
@@ -30,8 +31,11 @@ _PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 _SYN, _ACK = 0x02, 0x10
 
 
-def parse_ip(link: int, head: bytes) -> tuple[str, str, str, int | None, int | None, int] | None:
-    """(src, dst, proto, sport, dport, tcp flags) of an IP packet; None for anything else."""
+def parse_ip(
+    link: int, head: bytes
+) -> tuple[str, str, str, int | None, int | None, int, int] | None:
+    """(src, dst, proto, sport, dport, tcp flags, offset of the payload) of an IP packet; None
+    for anything else."""
     if link == 1:  # Ethernet
         off, etype = 14, int.from_bytes(head[12:14], "big") if len(head) >= 14 else 0
         while etype in (0x8100, 0x88A8) and len(head) >= off + 4:
@@ -47,8 +51,7 @@ def parse_ip(link: int, head: bytes) -> tuple[str, str, str, int | None, int | N
     if etype == 0x0800 and len(head) >= off + 20:
         ihl = (head[off] & 0x0F) * 4
         proto = head[off + 9]
-        src = ".".join(map(str, head[off + 12 : off + 16]))
-        dst = ".".join(map(str, head[off + 16 : off + 20]))
+        src, dst = inet_ntoa(head[off + 12 : off + 16]), inet_ntoa(head[off + 16 : off + 20])
         l4 = off + ihl
         fragment = int.from_bytes(head[off + 6 : off + 8], "big") & 0x1FFF
         if fragment:
@@ -64,8 +67,8 @@ def parse_ip(link: int, head: bytes) -> tuple[str, str, str, int | None, int | N
     if proto in (6, 17) and len(head) >= l4 + 4:
         sport, dport = struct.unpack_from("!HH", head, l4)
         flags = head[l4 + 13] if proto == 6 and len(head) >= l4 + 14 else 0
-        return src, dst, name, sport, dport, flags
-    return src, dst, name, None, None, 0
+        return src, dst, name, sport, dport, flags, l4 + 8
+    return src, dst, name, None, None, 0, l4
 
 
 @dataclass
@@ -85,8 +88,15 @@ class Sites:
 
     gateway: set[str]
     subnets: list[ipaddress.IPv4Network] = field(default_factory=list)
+    _seen: dict[str, bool] = field(default_factory=dict)
 
     def __contains__(self, address: str) -> bool:
+        known = self._seen.get(address)
+        if known is None:
+            known = self._seen[address] = self._lookup(address)
+        return known
+
+    def _lookup(self, address: str) -> bool:
         if address in self.gateway:
             return True
         try:
@@ -100,18 +110,67 @@ def sites_of(policy: Policy, gateway: Iterable[str]) -> Sites:
     return Sites(set(gateway), [ipaddress.IPv4Network(v.subnet) for v in policy.network.vlans])
 
 
+def dns_answers(payload: bytes) -> tuple[str, list[str]] | None:
+    """(question name, IPv4 addresses answered) of a DNS response; None if it is not one."""
+    if len(payload) < 12 or not payload[2] & 0x80:
+        return None
+    qd, an = struct.unpack_from("!HH", payload, 4)
+    if qd < 1:
+        return None
+    qname, off = _name(payload, 12)
+    off += 4
+    for _ in range(qd - 1):
+        off = _name(payload, off)[1] + 4
+    out = []
+    for _ in range(an):
+        off = _name(payload, off)[1]
+        if off + 10 > len(payload):
+            break
+        rtype, _cls, _ttl, size = struct.unpack_from("!HHIH", payload, off)
+        off += 10
+        if rtype == 1 and size == 4 and off + 4 <= len(payload):
+            out.append(inet_ntoa(payload[off : off + 4]))
+        off += size
+    return qname, out
+
+
+def _name(payload: bytes, at: int) -> tuple[str, int]:
+    """A DNS name at `at` (compression pointers followed) and the offset after it."""
+    labels: list[str] = []
+    end: int | None = None
+    hops = 0
+    while at < len(payload) and hops < 32:
+        n = payload[at]
+        if n & 0xC0 == 0xC0:
+            if at + 1 >= len(payload):
+                break
+            end = end or at + 2
+            at, hops = ((n & 0x3F) << 8) | payload[at + 1], hops + 1
+            continue
+        if n == 0:
+            break
+        labels.append(payload[at + 1 : at + 1 + n].decode("ascii", "replace"))
+        at += 1 + n
+    return ".".join(labels).lower(), end or at + 1
+
+
 def connections(
-    packets: Iterable[Packet], sites: Sites
+    packets: Iterable[Packet], sites: Sites, names: dict[str, set[str]] | None = None
 ) -> tuple[dict[tuple[Any, ...], _Conn], int]:
     """Connections keyed (site address, site port, remote address, remote port, proto), and the
-    count of IP packets with no site side (neither end is the site's)."""
+    count of IP packets with no site side (neither end is the site's). DNS answers to the
+    gateway itself (its resolver fills the firewall's hub sets from them) go into `names`."""
     conns: dict[tuple[Any, ...], _Conn] = {}
     stray = 0
     for ts, link, head, wire in packets:
         p = parse_ip(link, head)
         if p is None:
             continue
-        src, dst, proto, sport, dport, flags = p
+        src, dst, proto, sport, dport, flags, at = p
+        if names is not None and sport == 53 and proto == "udp" and dst in sites.gateway:
+            answer = dns_answers(head[at:])
+            if answer:
+                names.setdefault(answer[0], set()).update(answer[1])
         if src in sites and dst not in sites:
             key, out = (src, sport, dst, dport, proto), True
         elif dst in sites and src not in sites:
@@ -154,6 +213,17 @@ def _remote(policy: Policy, address: str, hubs: dict[str, str]) -> tuple[Endpoin
     return ep or Endpoint("address", address, None, address), None
 
 
+def _hubs_by_name(policy: Policy, names: dict[str, set[str]]) -> dict[str, str]:
+    hub = policy.site.hub
+    wanted = [(hub.bridge.address, "hub.bridge")]
+    wanted += [(m.address, "hub.management") for m in hub.management]
+    out = {}
+    for host, kind in wanted:
+        for address in names.get(host.lower().rstrip("."), ()):
+            out[address] = kind
+    return out
+
+
 def _rule(policy: Policy, flow: int | None) -> dict[str, Any] | None:
     if flow is None:
         return None
@@ -182,8 +252,13 @@ def _who(ep: Endpoint, address: str) -> dict[str, Any]:
 def decide_destinations(
     policy: Policy, packets: Iterable[Packet], sites: Sites, hubs: dict[str, str]
 ) -> dict[str, Any]:
-    """The destinations document (see the module docstring). Pure."""
-    conns, stray = connections(packets, sites)
+    """The destinations document (see the module docstring). Pure.
+
+    `hubs`: address -> hub.bridge / hub.management, as the firewall's sets hold them now; the
+    answers the Cell's resolver got for the hub names inside the window are added to them."""
+    names: dict[str, set[str]] = {}
+    conns, stray = connections(packets, sites, names)
+    hubs = {**_hubs_by_name(policy, names), **hubs}
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     inbound: dict[tuple[Any, ...], dict[str, Any]] = {}
     for (saddr, sport, raddr, rport, proto), c in conns.items():

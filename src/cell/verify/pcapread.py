@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cell.verify.errors import CaptureError
 
-HEAD = 128
-"""Bytes of each packet handed out: link, IP and transport headers fit; payloads are not read."""
+HEAD = 256
+"""Bytes of each packet handed out: headers, and the answers of a DNS response, fit."""
 
 Packet = tuple[int, int, bytes, int]
 """(timestamp in ns since the epoch, link type, the first HEAD captured bytes, length on the wire)."""

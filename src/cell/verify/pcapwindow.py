@@ -2,9 +2,9 @@
 
 `select_files` (pure) picks the ring files whose time overlaps the window, with a little slack:
 dumpcap switches files a few milliseconds after the boundary, so a file may hold packets stamped
-just after the next file's name. `extract` hands them to Wireshark's own tools: `mergecap` (merge
-by timestamp, one interface list) and `editcap -A since -B until` (the exact cut, to the
-nanosecond); both are C and read a 1 GiB ring at disk speed (bench/capture.py). A ring file still
+just after the next file's name. `extract` hands them to Wireshark's own tools: `editcap -A since -B
+until` cuts each file (exact, to the nanosecond) and `mergecap` merges the pieces by timestamp
+into one interface list; both are C and read a 1 GiB ring at disk speed (bench/capture.py). A ring file still
 being written (or left cut short by a killed run) is read up to its last whole block. The output
 is pcapng, written next to `--out` and renamed into place: never half a file.
 """
@@ -93,16 +93,25 @@ def extract(
         raise PcapUsage(f"--out {out}: directory {out.parent} does not exist")
     with tempfile.TemporaryDirectory(prefix=".cell-pcap-", dir=out.parent) as tmp:
         scratch = Path(tmp)
-        inputs = [str(_whole(directory / f.name, scratch)) for f in files]
-        merged = inputs[0]
-        if len(inputs) > 1:
-            merged = str(scratch / "merged.pcapng")
-            _run(["mergecap", "-F", "pcapng", "-w", merged, *inputs])
-        cut = scratch / "window.pcapng"
-        argv = ["editcap", "-F", "pcapng", "-A", _epoch(since), "-B", _epoch(until)]
-        if comment:
-            argv += ["--capture-comment", comment]
-        _run([*argv, merged, str(cut)])
+        # Cut each file first, then merge the (small) pieces: the ring is read once.
+        pieces = []
+        for i, f in enumerate(files):
+            piece = scratch / f"piece-{i:05d}.pcapng"
+            argv = ["editcap", "-F", "pcapng", "-A", _epoch(since), "-B", _epoch(until)]
+            if comment and len(files) == 1:
+                argv += ["--capture-comment", comment]
+            _run([*argv, str(_whole(directory / f.name, scratch)), str(piece)])
+            pieces.append(str(piece))
+        cut = Path(pieces[0])
+        if len(pieces) > 1:
+            merged = scratch / "merged.pcapng"
+            _run(["mergecap", "-F", "pcapng", "-w", str(merged), *pieces])
+            cut = merged
+            if comment:
+                cut = scratch / "window.pcapng"
+                _run(
+                    ["editcap", "-F", "pcapng", "--capture-comment", comment, str(merged), str(cut)]
+                )
         packets = size = 0
         for _, _, _, wire in read_packets(cut):
             packets += 1
