@@ -234,3 +234,13 @@ def test_extract_keeps_exactly_the_window_across_files(tmp_path: Path) -> None:
     got = extract(ring, files[2:], T0 + 2 * H, T0 + 3 * H, tmp_path / "l.pcapng")
     assert got.packets == 3599
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cell-pcap-")]
+
+
+def test_a_run_that_died_ends_at_its_last_write_not_when_its_death_was_noticed() -> None:
+    f = rf("aaaaaaaa", 1, T0, mtime=T0 + timedelta(minutes=3))
+    events = [
+        _ev("start", T0, run="aaaaaaaa"),
+        _ev("stop", T0 + timedelta(minutes=10), run="aaaaaaaa", clean=False, dropped=None),
+    ]
+    cov = coverage_of(events, [f], T0, T0 + timedelta(minutes=10), now=T0 + H)
+    assert cov.gaps == [(T0 + timedelta(minutes=3), T0 + timedelta(minutes=10))]

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from cell.cliutil import add_json, add_repo, add_state_dir, emit, load, repo
-from cell.verify.coverage import Coverage, CoverageLog, coverage_of, iso, live_run, runs_of
+from cell.verify.coverage import (
+    Coverage,
+    CoverageLog,
+    coverage_of,
+    iso,
+    live_run,
+    run_ends,
+    runs_of,
+)
 from cell.verify.errors import PcapUsage
 from cell.verify.pcaptime import parse_time
 from cell.verify.pcapwindow import Extracted, extract, select_files
@@ -74,9 +82,8 @@ def _window(args: argparse.Namespace) -> Window:
         )
     events = CoverageLog(ring).read()
     live = live_run(events)
-    ends = {r: (now if r == live else s.stop) for r, s in runs_of(events).items()}
-    known = {r: e for r, e in ends.items() if e is not None}
-    chosen = select_files(spans(files, known), since, until)
+    ends = run_ends(runs_of(events), now=now, live_run=live)
+    chosen = select_files(spans(files, ends), since, until)
     if not chosen:
         first, last = files[0].start, max(f.mtime for f in files)
         raise PcapUsage(

@@ -122,6 +122,19 @@ def live_run(events: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def run_ends(runs: dict[str, Run], *, now: datetime, live_run: str | None) -> dict[str, datetime]:
+    """Where each run's evidence ends, when the log knows: now for the live run, the stop of a
+    clean stop. A run that died (SIGKILL, a crash) ends at its last file's last write, which
+    `spans` takes by itself: what dumpcap still held in its buffers then is lost."""
+    ends: dict[str, datetime] = {}
+    for name, r in runs.items():
+        if name == live_run:
+            ends[name] = now
+        elif r.stop is not None and r.clean:
+            ends[name] = r.stop
+    return ends
+
+
 @dataclass(frozen=True)
 class Coverage:
     since: datetime
@@ -178,12 +191,7 @@ def coverage_of(
     `live_run`: the run that is capturing right now (its last file is covered up to `now`).
     """
     runs = runs_of(events)
-    ends: dict[str, datetime] = {}
-    for name, r in runs.items():
-        if name == live_run:
-            ends[name] = now
-        elif r.stop is not None:
-            ends[name] = r.stop
+    ends = run_ends(runs, now=now, live_run=live_run)
     pieces = sorted((f.start, end) for f, end in spans(files, ends))
     merged: list[tuple[datetime, datetime]] = []
     for a, b in pieces:
