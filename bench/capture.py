@@ -84,7 +84,9 @@ def throughput(args: argparse.Namespace, tmp: Path) -> None:
                     timedelta(seconds=duration_seconds(cw.retention)),
                     max_disk,
                     1 << 30,
-                    chunk_for(max_disk),
+                    chunk_for(
+                        max_disk, duration_seconds(cw.retention), duration_seconds(cw.rotate)
+                    ),
                 ),
                 netns=info.gateway,
             )

@@ -28,7 +28,7 @@ from typing import Any
 
 from cell.verify.coverage import CoverageLog, iso
 from cell.verify.errors import CaptureError
-from cell.verify.pruner import Limits, Plan, prune
+from cell.verify.pruner import Limits, Plan, chunk_for, dumpcap_kb, prune, ring_files
 from cell.verify.ring import list_ring, parse_name, ring_path
 
 TOOL = "dumpcap"
@@ -80,9 +80,10 @@ def parse_stats(stderr: str) -> dict[str, int] | None:
     return {k: int(v) for k, v in m.groupdict().items() if v is not None}
 
 
-def dumpcap_argv(config: CaptureConfig, run: str) -> list[str]:
+def dumpcap_argv(config: CaptureConfig, run: str, files: int) -> list[str]:
     argv = [TOOL, "-i", config.interface, "-q", "-n", "-B", str(config.buffer_mib)]
-    argv += ["-b", f"interval:{config.rotate}", "-b", f"filesize:{config.limits.chunk // 1000}"]
+    argv += ["-b", f"interval:{config.rotate}", "-b", f"filesize:{dumpcap_kb(config.limits.chunk)}"]
+    argv += ["-b", f"files:{files}"]
     argv += ["-b", "printname:stdout", "-w", str(ring_path(config.directory, run))]
     if config.snaplen:
         argv += ["-s", str(config.snaplen)]
@@ -124,6 +125,7 @@ class Capture:
         self.log = CoverageLog(config.directory)
         self._proc: subprocess.Popen[bytes] | None = None
         self._run: str | None = None
+        self._files = 0
         self._started: datetime | None = None
         self._current: str | None = None
         self._stderr: list[str] = []
@@ -140,11 +142,18 @@ class Capture:
         if self._proc is not None and self._proc.poll() is None:
             return
         cfg = self.config
+        if cfg.limits.max_disk < 2 * cfg.limits.chunk:
+            raise CaptureError(
+                f"capture.wan.max_disk {cfg.limits.max_disk} B is too small for files of "
+                f"{cfg.limits.chunk} B: give the ring at least {2 * cfg.limits.chunk} B"
+            )
         cfg.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
         self._run, self._current, self._stderr = secrets.token_hex(4), None, []
         self._stopping.clear()
         env = {**os.environ, "TZ": "UTC"}
-        argv = dumpcap_argv(cfg, self._run)
+        left = self.prune().kept_bytes  # earlier runs' files, within max_disk - 2 * chunk
+        self._files = ring_files(cfg.limits.max_disk, cfg.limits.chunk, left)
+        argv = dumpcap_argv(cfg, self._run, self._files)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -188,6 +197,8 @@ class Capture:
             tool=TOOL,
             rotate=cfg.rotate,
             max_disk=cfg.limits.max_disk,
+            chunk=cfg.limits.chunk,
+            files=self._files,
         )
 
     def stop(self, timeout: float = 5.0) -> CaptureStatus:
@@ -324,19 +335,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snaplen", type=int)
     args = p.parse_args(argv)
     max_disk = size_bytes(args.max_disk)
-    from cell.verify.pruner import chunk_for
-
+    retention, rotate = duration_seconds(args.retention), duration_seconds(args.rotate)
     limits = Limits(
-        timedelta(seconds=duration_seconds(args.retention)),
+        timedelta(seconds=retention),
         max_disk,
         size_bytes(args.floor),
-        chunk_for(max_disk),
+        chunk_for(max_disk, retention, rotate),
     )
     cap = Capture(
         CaptureConfig(
             Path(args.dir),
             args.interface,
-            duration_seconds(args.rotate),
+            rotate,
             limits,
             snaplen=args.snaplen,
         )
@@ -345,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     cap.start()
-    cap.prune()
     while not done.wait(1.0):
         if not cap.status().running:
             return 1

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cell.verify.ring import RingFile, spans
+from cell.verify.ring import RingFile, opened_at, spans
 
 LOG = "coverage.jsonl"
 
@@ -122,6 +122,13 @@ def live_run(events: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def file_opened(events: list[dict[str, Any]]) -> dict[str, datetime]:
+    """Ring file name -> when the capture saw dumpcap open it (`file` records)."""
+    return {
+        str(e["name"]): parse_iso(e["ts"]) for e in events if e["event"] == "file" and "name" in e
+    }
+
+
 def run_ends(runs: dict[str, Run], *, now: datetime, live_run: str | None) -> dict[str, datetime]:
     """Where each run's evidence ends, when the log knows: now for the live run, the stop of a
     clean stop. A run that died (SIGKILL, a crash) ends at its last file's last write, which
@@ -192,7 +199,8 @@ def coverage_of(
     """
     runs = runs_of(events)
     ends = run_ends(runs, now=now, live_run=live_run)
-    pieces = sorted((f.start, end) for f, end in spans(files, ends))
+    opened = file_opened(events)
+    pieces = sorted((opened_at(f, opened), end) for f, end in spans(files, ends, opened))
     merged: list[tuple[datetime, datetime]] = []
     for a, b in pieces:
         if merged and a <= merged[-1][1]:
@@ -207,7 +215,7 @@ def coverage_of(
         cursor = max(cursor, b)
     if cursor < until:
         gaps.append((cursor, until))
-    used = {f.run for f, end in spans(files, ends) if end > since and f.start < until}
+    used = {f.run for f, end in spans(files, ends, opened) if end > since and f.start < until}
     known = [runs[r] for r in sorted(used) if r in runs]
     unknown = [Run(r, min(f.start for f in files if f.run == r)) for r in sorted(used - set(runs))]
     return Coverage(since, until, covered, gaps, sorted(known + unknown, key=lambda r: r.start))

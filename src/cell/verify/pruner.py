@@ -5,9 +5,13 @@
 other, so a restart never leaves an orphan ring behind. The file dumpcap is writing is never
 deleted (it would keep writing to an unlinked file: disk used and no evidence).
 
-How the ring never exceeds `max_disk`: dumpcap also switches files at `chunk` bytes, and the
-pruner runs each time a file is opened, keeping the closed files within `max_disk - chunk`.
-The one live file grows to `chunk` at most before the next switch, so closed + live <= max_disk.
+How the ring never exceeds `max_disk`, however fast packets come: dumpcap switches files at
+`chunk` bytes (less a margin for the packet that crosses the limit, `dumpcap_kb`) and keeps at
+most N of its own files (`-b files:N`, deleting its oldest before it opens a new one, in its own
+process: no race with this one). At start, the pruner first brings earlier runs' files within
+`max_disk - 2 * chunk`, and N is what fits beside them (`ring_files`). While running, the pruner
+(at each new file and every minute) keeps closed files within `max_disk - 2 * chunk` too, and
+applies retention and the free-space floor, which dumpcap knows nothing of.
 """
 
 from __future__ import annotations
@@ -26,10 +30,28 @@ MIN_CHUNK = 1 << 20
 MAX_CHUNK = 256 << 20
 
 
-def chunk_for(max_disk: int) -> int:
-    """The size at which dumpcap starts a new file: an eighth of the ring, within 1..256 MiB, so
-    the pruner frees space in small steps and at least a few files make up the ring."""
-    return max(MIN_CHUNK, min(MAX_CHUNK, max_disk // 8))
+def chunk_for(max_disk: int, retention: int = 86400, rotate: int = 3600) -> int:
+    """The size at which dumpcap starts a new file. dumpcap's own ring (`-b files:N`) keeps N
+    files whatever their size, so N must cover `retention` on a quiet link (one file per
+    `rotate`, plus two) and N files of `chunk` must fit in `max_disk` on a busy one."""
+    files = retention // max(1, rotate) + 2
+    return max(MIN_CHUNK, min(MAX_CHUNK, max_disk // files))
+
+
+def ring_files(max_disk: int, chunk: int, used: int) -> int:
+    """dumpcap's `-b files:N` for a run that starts with `used` bytes of earlier files on disk:
+    N files of at most `chunk` bytes fit beside them in `max_disk` (at least 2)."""
+    return max(2, (max_disk - used) // chunk)
+
+
+MAX_PACKET = 256 << 10
+"""dumpcap's default snap length: the most one packet can add past the file size limit."""
+
+
+def dumpcap_kb(chunk: int) -> int:
+    """dumpcap's `-b filesize:` (kB; 1000 or 1024, the smaller bound is safe) so that a file,
+    with the packet that crosses the limit, stays within `chunk` bytes."""
+    return max(64, (chunk - MAX_PACKET) // 1024)
 
 
 @dataclass(frozen=True)
@@ -70,12 +92,12 @@ def plan_prune(
     """Which ring files to delete, oldest first. Pure.
 
     A file goes when all of its packets are older than `retention`, when the closed files would
-    take more than `max_disk - chunk`, or while the file system has less than `floor` free.
+    take more than `max_disk - 2 * chunk`, or while the file system has less than `floor` free.
     """
     ends = {f.name: end for f, end in spans(files, run_end or {})}
     closed = [f for f in files if f.name not in live]
     live_bytes = sum(f.size for f in files if f.name in live)
-    budget = max(0, limits.max_disk - max(limits.chunk, live_bytes))
+    budget = max(0, limits.max_disk - limits.chunk - max(limits.chunk, live_bytes))
     cutoff = now - limits.retention
     total = sum(f.size for f in closed)
     deletions: list[Deletion] = []

@@ -71,9 +71,19 @@ def list_ring(directory: str | Path) -> list[RingFile]:
     return sorted(out, key=lambda f: (f.start, f.run, f.seq))
 
 
-def spans(files: list[RingFile], run_end: dict[str, datetime]) -> list[tuple[RingFile, datetime]]:
-    """Each file with the end of the time it covers: the start of the next file of its run, else
-    the run's end (`run_end[run]`, when known), else its last write. Pure."""
+def opened_at(f: RingFile, opened: dict[str, datetime] | None) -> datetime:
+    """When `f` was opened: the coverage log's record of it (to the millisecond), else its
+    name's stamp (to the second: several files a second are possible when they fill fast)."""
+    return max(f.start, opened[f.name]) if opened and f.name in opened else f.start
+
+
+def spans(
+    files: list[RingFile],
+    run_end: dict[str, datetime],
+    opened: dict[str, datetime] | None = None,
+) -> list[tuple[RingFile, datetime]]:
+    """Each file with the end of the time it covers: the opening of the next file of its run,
+    else the run's end (`run_end[run]`, when known), else its last write. Pure."""
     by_run: dict[str, list[RingFile]] = {}
     for f in files:
         by_run.setdefault(f.run, []).append(f)
@@ -82,10 +92,10 @@ def spans(files: list[RingFile], run_end: dict[str, datetime]) -> list[tuple[Rin
         fs.sort(key=lambda f: f.seq)
         for f, nxt in zip(fs, [*fs[1:], None], strict=True):
             if nxt is not None and nxt.seq == f.seq + 1:
-                end = nxt.start
+                end = opened_at(nxt, opened)
             elif nxt is not None:
                 end = f.mtime  # the files between were deleted: this one ends at its last write
             else:
                 end = run_end.get(run, f.mtime)
-            out.append((f, max(end, f.start)))
+            out.append((f, max(end, opened_at(f, opened))))
     return sorted(out, key=lambda p: (p[0].start, p[0].run, p[0].seq))
