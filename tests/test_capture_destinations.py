@@ -51,6 +51,7 @@ def test_verdicts_agree_with_explain_flow_and_name_the_rule(tmp_path: Path) -> N
     assert rows[("gateway", MGMT, 443)]["verdict"] == "allowed"
     dns = rows[("gateway", RESOLVER, 53)]
     assert dns["verdict"] == "allowed" and dns["rule"]["to"] == "wan.resolvers"
+    assert dns["endpoint"] == "wan.resolvers"
     laptop = rows[("laptop", "198.19.0.80", 443)]
     assert laptop["verdict"] == "allowed" and laptop["rule"]["service"] == "https"
     leak = rows[("cam-01", PHONE, 9999)]

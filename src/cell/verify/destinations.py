@@ -297,6 +297,7 @@ def decide_destinations(
                 "verdict": "allowed" if d_verdict == "accept" else "unexpected",
                 "rule": implied or _rule(policy, flow),
                 "endpoint": hub
+                or ("wan.resolvers" if implied else None)
                 or ("wan" if dst.kind == "address" and dst.vlan is None else dst.name),
                 "source": _who(src, saddr),
                 "first": c.first_ns,
