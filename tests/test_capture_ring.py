@@ -88,3 +88,63 @@ def test_the_ring_never_exceeds_max_disk_and_prunes_an_earlier_run(tmp_path: Pat
     files = list_ring(ring)
     cov = coverage_of(events, files, t0, datetime.now(UTC), now=datetime.now(UTC))
     assert cov.gaps and cov.gaps[0][0] == t0  # the flood's first files are gone: that is a gap
+
+
+def test_the_runner_records_a_clean_stop_with_dumpcaps_counts_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    ns = f"cellcap-{uuid.uuid4().hex[:6]}"
+    ring = tmp_path / "capture"
+    netns.create(ns)
+    argv = [sys.executable, "-m", "cell.verify.capture", "--dir", str(ring), "--interface", "lo"]
+    proc = netns.popen(ns, [*argv, "--rotate", "1h", "--max-disk", "64MiB"])
+    try:
+        deadline = time.monotonic() + 15
+        while not any(e["event"] == "start" for e in CoverageLog(ring).read()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        _flood(ns, 1)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        netns.remove(ns)
+    events = CoverageLog(ring).read()
+    start = next(e for e in events if e["event"] == "start")
+    stop = next(e for e in events if e["event"] == "stop")
+    assert stop["run"] == start["run"] and stop["clean"] is True
+    assert stop["received"] >= 100 and stop["dropped"] == 0
+    assert not Path(f"/proc/{start['pid']}").exists()  # dumpcap went with it
+
+
+def test_no_orphan_dumpcap_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ns = f"cellcap-{uuid.uuid4().hex[:6]}"
+    ring = tmp_path / "capture"
+    netns.create(ns)
+    argv = [sys.executable, "-m", "cell.verify.capture", "--dir", str(ring), "--interface", "lo"]
+    proc = netns.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not any(e["event"] == "start" for e in CoverageLog(ring).read()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        pid = next(e for e in CoverageLog(ring).read() if e["event"] == "start")["pid"]
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists(), "dumpcap outlived its supervisor"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        netns.remove(ns)
