@@ -92,7 +92,6 @@ def test_the_ring_never_exceeds_max_disk_and_prunes_an_earlier_run(tmp_path: Pat
 
 def test_the_runner_records_a_clean_stop_with_dumpcaps_counts_on_sigterm(tmp_path: Path) -> None:
     import signal
-    import subprocess
     import sys
 
     ns = f"cellcap-{uuid.uuid4().hex[:6]}"
