@@ -248,3 +248,18 @@ def test_a_run_that_died_ends_at_its_last_write_not_when_its_death_was_noticed()
     ]
     cov = coverage_of(events, [f], T0, T0 + timedelta(minutes=10), now=T0 + H)
     assert cov.gaps == [(T0 + timedelta(minutes=3), T0 + timedelta(minutes=10))]
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="needs wireshark-common")
+def test_the_reader_reads_classic_pcap_as_editcap_writes_it(tmp_path: Path) -> None:
+    import subprocess
+
+    src = tmp_path / "a.pcapng"
+    stamps = [10**18 + k * 1_000_000 for k in range(5)]  # whole microseconds survive pcap
+    write_pcapng(src, ((ts, frame("10.10.0.11", "198.19.0.99", "udp", 1, 2)) for ts in stamps))
+    for fmt in ("pcap", "nsecpcap"):
+        out = tmp_path / f"a.{fmt}"
+        subprocess.run(["editcap", "-F", fmt, str(src), str(out)], check=True, capture_output=True)
+        got = list(read_packets(out))
+        assert [ts for ts, *_ in got] == stamps
+        assert {link for _, link, _, _ in got} == {1}
