@@ -12,7 +12,9 @@ turns errors into exit codes; library code raises.
     ├── BrokerError (1)           bridge.broker         mosquitto did not start or reload
     ├── MonitorError (1)          bridge.observer       the bridge monitor cannot watch
     ├── UsageError (2)            cell.errors           bad input on the command line
-    │   └── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
+    │   ├── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
+    │   ├── PcapUsage (2)         cell.verify.errors    no capture, an empty window
+    │   └── TimeError (2)         cell.verify.pcaptime  a time that is not ISO 8601 or -2h
     ├── ApplyError (1)            cell.errors           a step of an apply failed
     ├── StateError (1)            cell.store.statedir   the state directory is unusable
     │   ├── StateFull (1)         cell.store.statedir   its filesystem is full
@@ -22,6 +24,7 @@ turns errors into exit codes; library code raises.
     ├── ConfirmError (2)          cell.gitops.confirm   nothing to confirm, a deadline passed
     ├── NothingToDo (2)           cell.gitops.lifecycle rollback with nothing before, ...
     ├── WatchError (1)            cell.gitops.watch      the drift watcher cannot start
+    ├── CaptureError (1)          cell.verify.errors    the WAN capture cannot run or be read
     ├── LabError (1)              cell.lab.errors       the lab could not be built or removed
     └── LabNotUp (3)              cell.lab.errors       no lab is up for the site
 """

@@ -63,6 +63,7 @@ def explain_some(policy: Policy) -> None:
 
 
 def run_demo(repo: str | None, keep: bool = False) -> int:
+    from cell.cli.lab import GATEWAY_SERVICES
     from cell.deploy.install import apply_lab
     from cell.lab import lab_down, lab_up
     from cell.verify.prober import Env, format_results, run_probes
@@ -76,7 +77,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
     print("  Network namespaces: the gateway (the Cell), one per VLAN, and a closed WAN with the")
     print("  hub broker, an outside resolver and a phone-home server. Nothing leaves this machine.")
     t0 = time.monotonic()
-    info = lab_up(policy, apply=apply_lab)
+    info = lab_up(policy, apply=apply_lab, services=GATEWAY_SERVICES)
     try:
         print(
             f"  up and applied in {time.monotonic() - t0:.1f} s: nftables, DNS sinkhole, mosquitto + bridge"

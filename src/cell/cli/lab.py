@@ -11,6 +11,10 @@ from typing import Any
 
 from cell import paths
 from cell.lab.errors import LabNotUp
+from cell.verify.labcapture import start_lab_capture
+
+GATEWAY_SERVICES = (start_lab_capture,)
+"""What `cell lab up` starts in the gateway besides what `apply` starts."""
 
 
 def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,7 +77,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     policy = _load(args)
     hook = None if args.no_apply else _apply_hook()
     t0 = time.monotonic()
-    info = lab_up(policy, apply=hook)
+    info = lab_up(policy, apply=hook, services=GATEWAY_SERVICES)
     took = time.monotonic() - t0
     if args.json:
         print(json.dumps({**info.to_doc(), "applied": hook is not None}, indent=2))

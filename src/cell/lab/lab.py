@@ -17,7 +17,7 @@ import contextlib
 import re
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,16 @@ from policies import Policy
 from policies.layout import Layout
 
 Apply = Callable[[Policy, LabInfo], None]
+GatewayService = Callable[[Policy, str, str, str, Path], list[Started]]
+"""Starts one of the Cell's own services in the gateway (policy, gateway namespace, WAN
+interface, state directory, log directory): the caller chooses which (the lab knows none of
+them; e.g. `cell.verify.labcapture.start_lab_capture`)."""
 _SITE_ID = re.compile(r"[a-z0-9-]{1,32}")
 
 
-def lab_up(policy: Policy, *, apply: Apply | None = None) -> LabInfo:
+def lab_up(
+    policy: Policy, *, apply: Apply | None = None, services: Sequence[GatewayService] = ()
+) -> LabInfo:
     """Build (or rebuild from scratch) the lab of `policy`'s site; with `apply`, make it live.
 
     Returns when every lab service listens and `apply` has returned. Raises `LabError` after
@@ -74,6 +80,10 @@ def lab_up(policy: Policy, *, apply: Apply | None = None) -> LabInfo:
         write_state(info)
         step = "starting its services"
         started = start_wan_services(plan, pki, root) + _responders(plan, root)
+        for service in services:
+            started += service(
+                policy, plan.gateway, plan.wan_interface, info.layout.state, root / "log"
+            )
         info.processes = {proc.name: proc for proc, _ in started}
         write_state(info)
         wait_ready(started)

@@ -1,1 +1,4 @@
-"""Proving the promise with evidence: the probe runner (`prober`) and its DNS client (`dnsquery`)."""
+"""Proving the promise with evidence: the probe runner (`prober`) and its DNS client
+(`dnsquery`); where the bridge runs and what it does (`bridgeplace`); the WAN capture ring
+(`capture`, `ring`, `pruner`, `coverage`, `labcapture`) and incident windows cut from it
+(`pcapwindow`, `pcapread`, `destinations`)."""

@@ -1,0 +1,228 @@
+"""`cell pcap --since --until --out FILE` and `cell pcap destinations --since --until [--json]`.
+
+Handlers parse and format; the work is in `cell.verify` (ring, coverage, pcapwindow,
+destinations). Where: `--state-dir` / $CELL_STATE_DIR, else the lab's gateway when a lab of the
+repo's site is up, else /var/lib/cell; the ring is its `capture/` directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, repo
+from cell.verify.coverage import (
+    Coverage,
+    CoverageLog,
+    coverage_of,
+    iso,
+    live_run,
+    run_ends,
+    runs_of,
+)
+from cell.verify.errors import PcapUsage
+from cell.verify.pcaptime import parse_time
+from cell.verify.pcapwindow import Extracted, extract, select_files
+from cell.verify.ring import CAPTURE_DIR, RingFile, list_ring, spans
+
+
+def add_pcap_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser(
+        "pcap",
+        help="a window of the WAN capture ring as one pcapng; or its destinations vs the policy",
+        description="`cell pcap --since T --until T --out FILE` writes exactly the WAN packets of "
+        "[since, until). `cell pcap destinations ...` lists every remote endpoint in the window "
+        "with the policy's verdict (exit 3: an unexpected one, or a gap in the capture). TIME: "
+        "ISO 8601 (UTC unless it says otherwise) or relative (-2h, -30m, now).",
+    )
+    # `--since -2h`: argparse takes a value like -2h for an option unless it looks like a
+    # negative number to it; teach this parser that relative times are such values.
+    sp._negative_number_matcher = re.compile(r"^-\d+[smhdw]?$")
+    sp.add_argument("what", nargs="?", choices=["destinations"], help="list the destinations")
+    sp.add_argument("--since", required=True, help="start of the window (inclusive)")
+    sp.add_argument("--until", default="now", help="end of the window (exclusive; default: now)")
+    sp.add_argument("--out", help="the pcapng file to write (for the window itself)")
+    add_repo(sp)
+    add_state_dir(sp)
+    add_json(sp)
+    sp.set_defaults(handler=cmd_pcap)
+
+
+@dataclass
+class Window:
+    ring: Path
+    since: datetime
+    until: datetime
+    files: list[RingFile]
+    coverage: Coverage
+    events: list[dict[str, Any]]
+    lab: Any
+
+
+def _window(args: argparse.Namespace) -> Window:
+    from cell.deploy.place import lab_of, site_of, state_for
+
+    now = datetime.now(UTC)
+    since, until = parse_time(args.since, now), parse_time(args.until, now)
+    if since >= until:
+        raise PcapUsage(f"empty window: --since {iso(since)} is not before --until {iso(until)}")
+    state = state_for(args.state_dir, repo(args)).root
+    if not Path(state).is_dir():
+        raise PcapUsage(f"state directory {state} does not exist (--state-dir, or `cell lab up`)")
+    ring = Path(state) / CAPTURE_DIR
+    files = list_ring(ring)
+    if not files:
+        raise PcapUsage(
+            f"no capture ring in {ring}: capture.wan.enabled is off, or the capture never ran"
+        )
+    events = CoverageLog(ring).read()
+    live = live_run(events)
+    ends = run_ends(runs_of(events), now=now, live_run=live)
+    chosen = select_files(spans(files, ends), since, until)
+    if not chosen:
+        first, last = files[0].start, max(f.mtime for f in files)
+        raise PcapUsage(
+            f"no capture covers {iso(since)}..{iso(until)}: the ring holds {iso(first)}..{iso(last)}"
+        )
+    cov = coverage_of(events, files, since, until, now=now, live_run=live)
+    return Window(ring, since, until, chosen, cov, events, lab_of(site_of(repo(args))))
+
+
+def _gap_text(cov: Coverage) -> str:
+    if not cov.gaps:
+        return "coverage: complete"
+    gaps = ", ".join(f"{iso(a)}..{iso(b)}" for a, b in cov.gaps[:5])
+    more = f" (+{len(cov.gaps) - 5} more)" if len(cov.gaps) > 5 else ""
+    return f"coverage: GAPS, the capture was not running or its files are gone: {gaps}{more}"
+
+
+def _drops_text(cov: Coverage) -> str:
+    d = cov.dropped
+    if d is None:
+        return "kernel drops: unknown (dumpcap reports them when a run stops; a run here has not)"
+    return f"kernel drops: {d}"
+
+
+def _comment(w: Window) -> str:
+    return (
+        f"cell pcap window {iso(w.since)}..{iso(w.until)}; {_gap_text(w.coverage)}; "
+        f"{_drops_text(w.coverage)}"
+    )
+
+
+def cmd_pcap(args: argparse.Namespace) -> int:
+    if args.what == "destinations":
+        return _destinations(args)
+    if not args.out:
+        raise PcapUsage("cell pcap: --out FILE is required (or `cell pcap destinations`)")
+    w = _window(args)
+    got = extract(w.ring, w.files, w.since, w.until, Path(args.out), comment=_comment(w))
+    doc = _doc(w, got)
+    text = (
+        f"wrote {got.out}: {got.packets} packets, {got.bytes} bytes of "
+        f"{iso(w.since)}..{iso(w.until)} from {len(got.files)} ring files\n"
+        f"{_gap_text(w.coverage)}\n{_drops_text(w.coverage)}"
+    )
+    emit(args, doc, text)
+    return 0
+
+
+def _doc(w: Window, got: Extracted) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "out": str(got.out),
+        "since": iso(w.since),
+        "until": iso(w.until),
+        "packets": got.packets,
+        "bytes": got.bytes,
+        "files": got.files,
+        "coverage": w.coverage.to_json(),
+    }
+
+
+def hub_addresses(netns: str | None) -> dict[str, str]:
+    """Address -> hub.bridge / hub.management, from the live firewall's hub sets (what the
+    Cell's resolver answered for the hub names; IP literals are in the policy itself)."""
+    from firewall import nft as fw
+
+    try:
+        table = fw.read_table(netns) or []
+    except Exception:  # no permission or no table: no hub by name is known, and it shows
+        return {}
+    out: dict[str, str] = {}
+    for obj in table:
+        s = obj.get("set")
+        if not s or not fw.DYNAMIC_SETS.fullmatch(s.get("name", "")):
+            continue
+        kind = "hub.bridge" if s["name"] == "hub_bridge" else "hub.management"
+        for e in s.get("elem", []):
+            val = e.get("elem", {}).get("val") if isinstance(e, dict) else e
+            if isinstance(val, str):
+                out[val] = kind
+    return out
+
+
+def _destinations(args: argparse.Namespace) -> int:
+    from cell.verify.destinations import decide_destinations, sites_of
+    from cell.verify.pcapread import read_packets
+
+    policy = load(args)
+    w = _window(args)
+    gateway = {a for e in w.events if e["event"] == "start" for a in e.get("addresses", [])}
+    netns = None
+    if w.lab is not None:
+        gateway.add(str(w.lab.wan_link["gateway"]))
+        netns = w.lab.gateway
+    with tempfile.TemporaryDirectory(prefix="cell-pcap-") as tmp:
+        got = extract(w.ring, w.files, w.since, w.until, Path(tmp) / "window.pcapng")
+        doc = decide_destinations(
+            policy, read_packets(got.out), sites_of(policy, gateway), hub_addresses(netns)
+        )
+    for row in doc["destinations"] + doc["inbound"]:
+        row["first"] = iso(datetime.fromtimestamp(row["first"] / 1e9, UTC))
+        row["last"] = iso(datetime.fromtimestamp(row["last"] / 1e9, UTC))
+    complete = not w.coverage.gaps
+    ok = doc["unexpected"] == 0 and complete
+    doc = {
+        "ok": ok,
+        "since": iso(w.since),
+        "until": iso(w.until),
+        "packets": got.packets,
+        **doc,
+        "coverage": w.coverage.to_json(),
+    }
+    emit(args, doc, format_destinations(doc, w.coverage))
+    return 0 if ok else 3
+
+
+def format_destinations(doc: dict[str, Any], cov: Coverage) -> str:
+    lines = [f"WAN destinations {doc['since']}..{doc['until']} ({doc['packets']} packets)"]
+    for r in doc["destinations"] + [r for r in doc["inbound"] if r["verdict"] == "unexpected"]:
+        mark = "✓" if r["verdict"] == "allowed" else "✗"
+        port = f":{r['port']}" if r["port"] is not None else ""
+        src = r["source"]["name"]
+        why = (
+            f"{r['rule']['file']}:{r['rule']['line']}"
+            if r["rule"]
+            else "no flow in network.yaml admits it"
+        )
+        lines.append(
+            f"  {mark} {src} -> {r['address']}{port}/{r['proto']} ({r['endpoint']}): "
+            f"{r['verdict'].upper() if r['verdict'] != 'allowed' else 'allowed'}, "
+            f"{r['packets']} packets, {r['bytes']} bytes; {why}"
+        )
+    if not doc["destinations"]:
+        lines.append("  (no connection from the site in this window)")
+    noise = sum(1 for r in doc["inbound"] if r["verdict"] != "unexpected")
+    if noise:
+        lines.append(f"  {noise} inbound endpoints from outside (not answered by the site)")
+    lines.append(_gap_text(cov))
+    lines.append(_drops_text(cov))
+    if doc["unexpected"]:
+        lines.append(f"FINDING: {doc['unexpected']} unexpected destinations")
+    return "\n".join(lines)

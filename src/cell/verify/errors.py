@@ -1,0 +1,16 @@
+"""Errors of the capture ring and its windows (see `policies.errors` for the whole tree)."""
+
+from __future__ import annotations
+
+from cell.errors import UsageError
+from policies.errors import CellError
+
+
+class CaptureError(CellError):
+    """The capture tool could not start, or a ring file could not be read or written."""
+
+    exit_code = 1
+
+
+class PcapUsage(UsageError):
+    """A bad time, an empty window, no capture where one was asked for (exit 2)."""
