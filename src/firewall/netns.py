@@ -10,6 +10,7 @@ How calls run in a namespace (the choice, for a long-running threaded or asyncio
   thread, and stays in it. Sockets they open (netlink, libnftables, UDP) live in that namespace.
   No fork per call (forking a process that has threads copies their held locks) and the caller's
   own thread never changes namespace. An asyncio caller awaits `asyncio.wrap_future(submit(...))`.
+  A call that may block for seconds (a probe) gets a thread of its own instead (`spawn`).
 - The threads are pinned to the namespace's identity (device and inode of /run/netns/NAME): if the
   name is removed and made again, even by another process, the next call gets fresh threads in the
   new one; `remove` lets ours leave first, so they never keep a deleted namespace alive.
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pyroute2 import netns as _netns
@@ -168,7 +170,7 @@ _lock = threading.Lock()
 
 
 def _ident(path: str) -> tuple[int, int]:
-    st = os.stat(path)
+    st = Path(path).stat()
     return st.st_dev, st.st_ino
 
 
@@ -208,6 +210,24 @@ def with_ns(name: str, fn: Callable[[], T]) -> T:
     Exceptions come back as they were raised. No fork: safe in a threaded or asyncio daemon.
     """
     return submit(name, fn).result()
+
+
+def spawn(name: str, fn: Callable[[], T]) -> Future[T]:
+    """Run `fn` on a new daemon thread inside namespace `name`, for a call that may block long
+    (a probe waiting out its timeout): it holds none of the namespace's threads, and a caller
+    that stops waiting for it does not hold up the process's exit."""
+    here = space(name)
+    done: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            here._enter()
+            done.set_result(fn())
+        except BaseException as e:  # the caller's future carries it
+            done.set_exception(e)
+
+    threading.Thread(target=run, name=f"netns-{name}-once", daemon=True).start()
+    return done
 
 
 def call(name: str | None, fn: Callable[[], T]) -> T:

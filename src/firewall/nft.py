@@ -178,6 +178,7 @@ class Nft:
     def list_text(self) -> str | None:
         """The printer of last resort for rules written by hand in syntax our printer does not
         know."""
+
         def go() -> tuple[int, str]:
             rc, out, _ = self._ctx().run(f"list table {FAMILY} {TABLE}", flags=HANDLE | STATELESS)
             return rc, out
@@ -189,6 +190,7 @@ class Nft:
         """Cell never touches them, but any of them could accept or forward what Cell's table
         drops (a netdev ingress `fwd`, an `ip` table with a hook of its own), so drift shows them.
         """
+
         def go() -> dict[str, str]:
             rc, out, _ = self._ctx().run("list tables", flags=JSON)
             if rc != 0:

@@ -14,7 +14,6 @@ from bridge.render import PASSWD_RELATIVE, render_mosquitto
 from cell.artifacts import write_tree
 from cell.deploy.target import DNS_CONFS, RULESET, Target, read_file
 from cell.errors import ApplyError
-from firewall import nft as fw
 from policies import Policy
 from policies.layout import Layout
 
@@ -22,7 +21,7 @@ from policies.layout import Layout
 def check_artifacts(files: dict[str, bytes], target: Target, policy: Policy | None = None) -> None:
     """Every artifact must be accepted by its component before anything is installed: nftables
     (a dry run in the target namespace), dnsmasq (`--test`), and, given the policy, mosquitto."""
-    fw.check(files[RULESET], target.netns)
+    target.nft.check(files[RULESET])
     scratch = target.state / "check"
     scratch.mkdir(parents=True, exist_ok=True)
     for name in DNS_CONFS:

@@ -1,7 +1,8 @@
-"""The apply lifecycle, in order: pull, trust gate, render, check, apply, read back, journal, ledger.
+"""The apply lifecycle, in order: pull, trust gate, then the stages of `_run`: prepare (render,
+check), journal pending, install and read back, promote (journal, ledger).
 
-Every step before "apply" changes nothing live; `cell.apply.apply_policy` puts the live system
-back if any later step fails. The journal names the commit as `pending` before anything live is
+Every step before the install changes nothing live; `cell.deploy.install.install` puts the live
+system back if any later step fails. The journal names the commit as `pending` before anything live is
 touched and as `applied` after the read-back, so a crash at any instant leaves a journal that
 names what the live system may be (see `cell.gitops.journal`). One apply at a time: every
 function here that changes something holds STATE/locks/apply.
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 import difflib
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cell.artifacts import MANIFEST, render_all
-from cell.deploy.install import RULESET, ApplyError, Report, Target, apply_policy, check_artifacts
+from cell.deploy.install import RULESET, ApplyError, Target, install, prepare
 from cell.deploy.place import layout_json, target_of
 from cell.gitops import confirm as confirmation
 from cell.gitops.recovery import recover, summary
+from cell.status.apply import ApplyOutcome, Changes, Kind, RuleChanges, ServiceReport
 from cell.store import ledger
 from cell.store.journal import Entry, Journal, read_journal, write_journal
 from cell.store.statedir import State, StateError
@@ -41,13 +45,27 @@ class NothingToDo(CellError):
 
 @dataclass
 class Outcome:
+    """What an apply, rollback or reconcile did; `record()` is its typed, published form."""
+
     entry: Entry
     previous: Entry | None
-    report: Report
+    report: ServiceReport
     verdicts: list[Verdict] = field(default_factory=list)
-    changes: dict[str, Any] = field(default_factory=dict)
+    changes: Changes = field(default_factory=Changes)
     confirm: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+
+    def record(self, kind: Kind) -> ApplyOutcome:
+        return ApplyOutcome(
+            kind=kind,
+            commit=self.entry.commit,
+            subject=self.entry.subject,
+            previous=self.previous.commit if self.previous else None,
+            changes=self.changes,
+            services=self.report,
+            confirm=self.confirm,
+            notes=self.notes,
+        )
 
 
 def enrolled(state: State) -> Anchor | None:
@@ -106,17 +124,8 @@ def apply_head(
         )
         subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
         entry = _entry(state, policy, files, target, head, subject, signature, repo)
-        out = _install(
-            state,
-            journal,
-            target,
-            policy,
-            files,
-            entry,
-            kind="apply",
-            force=force,
-            pushes=base is None or base.commit != head,
-        )
+        pushes = base is None or base.commit != head
+        out = _run(state, journal, Plan("apply", entry, policy, files, target, force, pushes))
         out.verdicts, out.notes = verdicts, notes
         if confirm_s is not None and out.previous is not None:
             out.confirm = confirmation.arm(state, entry, out.previous, confirm_s)
@@ -144,21 +153,10 @@ def _rollback_locked(state: State, reason: str) -> Outcome:
         raise NothingToDo("nothing to roll back to: the journal holds no earlier applied commit")
     back, rest = journal.previous[0], journal.previous[1:]
     entry = back.again("rollback")
-    target = target_of(entry)
     policy, files = _stored(state, entry)
-    out = _install(
-        state,
-        journal,
-        target,
-        policy,
-        files,
-        entry,
-        kind="rollback",
-        force=force,
-        pushes=False,
-        stack=rest,
-        extra={"reason": reason, "from": journal.applied.commit},
-    )
+    extra = {"reason": reason, "from": journal.applied.commit}
+    plan = Plan("rollback", entry, policy, files, target_of(entry), force, False, rest, extra)
+    out = _run(state, journal, plan)
     confirmation.clear(state)
     out.notes = notes
     return out
@@ -174,17 +172,8 @@ def reconcile(state: State) -> Outcome:
             raise NothingToDo("nothing to reconcile: nothing was ever applied with `cell apply`")
         entry = journal.applied.again("reconcile")
         policy, files = _stored(state, entry)
-        out = _install(
-            state,
-            journal,
-            target_of(entry),
-            policy,
-            files,
-            entry,
-            kind="reconcile",
-            force=True,
-            pushes=False,
-        )
+        plan = Plan("reconcile", entry, policy, files, target_of(entry), force=True, pushes=False)
+        out = _run(state, journal, plan)
         out.notes = notes
         return out
 
@@ -223,51 +212,78 @@ def settle(state: State) -> list[str]:
         ]
 
 
-def _install(
-    state: State,
-    journal: Journal,
-    target: Target,
-    policy: Policy,
-    files: dict[str, bytes],
-    entry: Entry,
-    *,
-    kind: str,
-    force: bool,
-    pushes: bool,
-    stack: list[Entry] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Outcome:
+@dataclass(frozen=True)
+class Plan:
+    """One apply, rollback or reconcile: what to install where, and how the journal takes it."""
+
+    kind: Kind
+    entry: Entry
+    policy: Policy
+    files: dict[str, bytes]
+    target: Target
+    force: bool = False
+    """Restart every service (an interrupted apply, a reconcile): the journal's digests are not
+    trusted as a picture of what runs."""
+    pushes: bool = True
+    """The applied entry moves down to `previous` (not when re-installing the same commit)."""
+    stack: list[Entry] | None = None
+    """The `previous` list after a rollback (None: as promote leaves it)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More fields for the ledger entry."""
+
+
+def _run(state: State, journal: Journal, plan: Plan) -> Outcome:
+    """The stages, in order (Foomuuri's command_start): prepare, journal pending, install and read
+    back, promote. Nothing live changes before the install; a failure there puts it back."""
     previous = journal.applied
-    changes = _changes(state, previous, files)  # now: the journal write below may prune `previous`
+    changes = _changes(state, previous, plan.files)  # now: promote may prune `previous`
+    with _failure_recorded(state, journal, plan):
+        prepared = prepare(plan.policy, plan.target, plan.files)
+        _journal_pending(state, journal, plan.entry)
+        baseline = {} if plan.force else (previous.digests if previous else None)
+        report = install(prepared, baseline=baseline)
+    _promote(state, journal, plan)
+    ledger.append(state, plan.kind, **summary(plan.entry), **changes.model_dump(), **plan.extra)
+    return Outcome(plan.entry, previous, report, changes=changes)
+
+
+def _journal_pending(state: State, journal: Journal, entry: Entry) -> None:
+    """The journal names the commit as pending before anything live is touched."""
+    journal.pending = entry
+    write_journal(state, journal)
+
+
+def _promote(state: State, journal: Journal, plan: Plan) -> None:
+    """The read-back passed: the journal names the commit as applied."""
+    journal.promote(plan.entry, pushes=plan.pushes)
+    if plan.stack is not None:
+        journal.previous = plan.stack
+    write_journal(state, journal)
+
+
+@contextmanager
+def _failure_recorded(state: State, journal: Journal, plan: Plan) -> Iterator[None]:
+    """A failed stage: no pending entry left behind, one ledger `failure`, an error that says
+    nothing changed (install has put the target back)."""
     try:
-        check_artifacts(files, target, policy)
-        journal.pending = entry
-        write_journal(state, journal)
-        baseline = {} if force else (previous.digests if previous else None)
-        report = apply_policy(policy, target, files=files, baseline=baseline, checked=True)
+        yield
     except (CellError, OSError, subprocess.SubprocessError) as e:
         if journal.pending is not None:
             journal.pending = None
             write_journal(state, journal)
-        where = target.netns or "this host"
+        where = plan.target.netns or "this host"
         err = (
             e
             if isinstance(e, CellError)
             else ApplyError(
-                f"{kind} of {entry.commit[:12]} failed, nothing changed on {where}: {e}"
+                f"{plan.kind} of {plan.entry.commit[:12]} failed, nothing changed on {where}: {e}"
             )
         )
-        ledger.append(state, "failure", step=kind, commit=entry.commit, message=str(err))
+        ledger.append(state, "failure", step=plan.kind, commit=plan.entry.commit, message=str(err))
         raise err from None
-    journal.promote(entry, pushes=pushes)
-    if stack is not None:
-        journal.previous = stack
-    write_journal(state, journal)
-    ledger.append(state, kind, **summary(entry), **changes, **(extra or {}))
-    return Outcome(entry, previous, report, changes=changes)
 
 
-def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> dict[str, Any]:
+def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> Changes:
     """What this apply changed against the one before: artifact names and nft rule lines."""
     try:
         old = state.load_rendered(previous.rendered) if previous else {}
@@ -279,7 +295,7 @@ def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> d
     diff = list(difflib.ndiff(before, after))
     added = [d[2:].strip() for d in diff if d.startswith("+ ")]
     removed = [d[2:].strip() for d in diff if d.startswith("- ")]
-    return {"changed": changed, "rules": {"added": added, "removed": removed}}
+    return Changes(changed=changed, rules=RuleChanges(added=added, removed=removed))
 
 
 def _entry(
