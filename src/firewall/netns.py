@@ -141,6 +141,7 @@ class Namespace:
             if _libc().setns(fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"setns: {os.strerror(err)}", self.path)
+            _here.ident = self.ident
         finally:
             os.close(fd)
 
@@ -152,6 +153,15 @@ class Namespace:
             return False
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
+        if getattr(_here, "ident", None) == self.ident:
+            # Already on a thread in this namespace: run here, rather than wait for a free
+            # thread (which could be this one's caller: a deadlock).
+            done: Future[T] = Future()
+            try:
+                done.set_result(fn())
+            except BaseException as e:
+                done.set_exception(e)
+            return done
         return self._pool.submit(fn)
 
     def close(self, wait: bool = True) -> None:
@@ -167,6 +177,8 @@ NETNS_RUN = "/run/netns"
 CLONE_NEWNET = 0x40000000
 _spaces: dict[str, Namespace] = {}
 _lock = threading.Lock()
+_here = threading.local()
+"""`ident`: the namespace this thread entered (threads of a `Namespace`, or `spawn`)."""
 
 
 def _ident(path: str) -> tuple[int, int]:
