@@ -75,7 +75,7 @@ def test_the_stages_promote_after_the_read_back(state: State, gw: Gateway, site:
     journal = read_journal(state)
     assert journal.applied == first.entry and journal.pending is None
     assert _table(gw) == _rendered(first)
-    record = out.record("apply")
+    record = out.record()
     assert isinstance(record, ApplyOutcome) and record.previous is None
     assert record.commit == "a" * 40 and record.services.broker == "started"
     assert RULESET in record.changes.changed and record.changes.rules.added

@@ -54,10 +54,11 @@ class Outcome:
     changes: Changes = field(default_factory=Changes)
     confirm: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    kind: Kind = "apply"
 
-    def record(self, kind: Kind) -> ApplyOutcome:
+    def record(self) -> ApplyOutcome:
         return ApplyOutcome(
-            kind=kind,
+            kind=self.kind,
             commit=self.entry.commit,
             subject=self.entry.subject,
             previous=self.previous.commit if self.previous else None,
@@ -82,53 +83,27 @@ def _bytes(path: Path) -> bytes | None:
 def apply_head(
     state: State, repo: Path, target: Target, *, confirm_s: int | None = None
 ) -> Outcome:
-    """`cell apply`: make the repo's HEAD live, if every commit since the applied one is trusted."""
+    """`cell apply`: make the repo's HEAD live, if every commit since the applied one is trusted.
+
+    Settle what is overdue or interrupted, pass the trust gate, then the stages of `_run`:
+    prepare, journal pending, install and read back, promote; then arm the timed confirm.
+    """
     notes = settle(state)
     with state.lock():
         journal = read_journal(state)
         force = recover(state, journal, notes)
-        waiting = confirmation.read(state)
-        if waiting is not None:
-            raise NothingToDo(
-                f"a confirm is pending for {waiting['commit'][:12]} until {waiting['deadline']}: "
-                "`cell confirm` to keep it or `cell rollback` to undo it, then apply"
-            )
-        base = journal.applied
-        if confirm_s is not None and base is None:
-            raise NothingToDo(
-                "--confirm needs a previously applied commit to fall back to; this is the "
-                "Cell's first apply (apply without --confirm)"
-            )
-        try:
-            refuse_dirty(repo)
-            if gitrepo.upstream(repo):
-                gitrepo.pull(repo)
-            head = gitrepo.head(repo)
-            verdicts = trust_gate(repo, base.commit if base else None, head, enrolled(state))
-        except TrustRefused as e:
-            ledger.append(state, "refusal", repo=str(repo), **e.to_json())
-            raise
-        except gitrepo.GitError as e:
-            ledger.append(state, "failure", step="pull", repo=str(repo), message=str(e))
-            raise
-        if confirm_s is not None and base is not None and base.commit == head:
+        _refuse_while_waiting(state, journal.applied, confirm_s)
+        head, verdicts = _gate(state, repo, journal.applied)
+        if confirm_s is not None and journal.applied and journal.applied.commit == head:
             raise NothingToDo(
                 f"HEAD {head[:12]} is already the applied commit: there is no change to confirm "
                 "(apply without --confirm to re-install it)"
             )
-        tree = state.store_tree(head, lambda dest: gitrepo.export(repo, head, dest))
-        policy = _load(tree, head, state, repo)
-        files = render_all(policy, target.layout)
-        signature = (
-            verdicts[-1].signature.to_json() if verdicts else (base.signature if base else {})
-        )
-        subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
-        entry = _entry(state, policy, files, target, head, subject, signature, repo)
-        pushes = base is None or base.commit != head
-        out = _run(state, journal, Plan("apply", entry, policy, files, target, force, pushes))
+        plan = _plan_head(state, repo, target, head, verdicts, journal.applied, force)
+        out = _run(state, journal, plan)
         out.verdicts, out.notes = verdicts, notes
         if confirm_s is not None and out.previous is not None:
-            out.confirm = confirmation.arm(state, entry, out.previous, confirm_s)
+            out.confirm = confirmation.arm(state, plan.entry, out.previous, confirm_s)
             ledger.append(
                 state,
                 "confirm-pending",
@@ -137,6 +112,56 @@ def apply_head(
                 fallback=out.previous.commit,
             )
         return out
+
+
+def _refuse_while_waiting(state: State, base: Entry | None, confirm_s: int | None) -> None:
+    waiting = confirmation.read(state)
+    if waiting is not None:
+        raise NothingToDo(
+            f"a confirm is pending for {waiting['commit'][:12]} until {waiting['deadline']}: "
+            "`cell confirm` to keep it or `cell rollback` to undo it, then apply"
+        )
+    if confirm_s is not None and base is None:
+        raise NothingToDo(
+            "--confirm needs a previously applied commit to fall back to; this is the "
+            "Cell's first apply (apply without --confirm)"
+        )
+
+
+def _gate(state: State, repo: Path, base: Entry | None) -> tuple[str, list[Verdict]]:
+    """Pull, then the trust gate from the applied commit to HEAD; refusals go to the ledger."""
+    try:
+        refuse_dirty(repo)
+        if gitrepo.upstream(repo):
+            gitrepo.pull(repo)
+        head = gitrepo.head(repo)
+        return head, trust_gate(repo, base.commit if base else None, head, enrolled(state))
+    except TrustRefused as e:
+        ledger.append(state, "refusal", repo=str(repo), **e.to_json())
+        raise
+    except gitrepo.GitError as e:
+        ledger.append(state, "failure", step="pull", repo=str(repo), message=str(e))
+        raise
+
+
+def _plan_head(
+    state: State,
+    repo: Path,
+    target: Target,
+    head: str,
+    verdicts: list[Verdict],
+    base: Entry | None,
+    force: bool,
+) -> Plan:
+    """HEAD's tree stored, its policy loaded and rendered, its journal entry made."""
+    tree = state.store_tree(head, lambda dest: gitrepo.export(repo, head, dest))
+    policy = _load(tree, head, state, repo)
+    files = render_all(policy, target.layout)
+    signature = verdicts[-1].signature.to_json() if verdicts else (base.signature if base else {})
+    subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
+    entry = _entry(state, policy, files, target, head, subject, signature, repo)
+    pushes = base is None or base.commit != head
+    return Plan("apply", entry, policy, files, target, force, pushes)
 
 
 def rollback(state: State, *, reason: str = "operator") -> Outcome:
@@ -237,14 +262,14 @@ def _run(state: State, journal: Journal, plan: Plan) -> Outcome:
     back, promote. Nothing live changes before the install; a failure there puts it back."""
     previous = journal.applied
     changes = _changes(state, previous, plan.files)  # now: promote may prune `previous`
+    baseline = {} if plan.force else (previous.digests if previous else None)
     with _failure_recorded(state, journal, plan):
-        prepared = prepare(plan.policy, plan.target, plan.files)
+        prepared = prepare(plan.policy, plan.target, plan.files)  # render, check: nothing live
         _journal_pending(state, journal, plan.entry)
-        baseline = {} if plan.force else (previous.digests if previous else None)
-        report = install(prepared, baseline=baseline)
+        report = install(prepared, baseline=baseline)  # and read back; a failure restores
     _promote(state, journal, plan)
     ledger.append(state, plan.kind, **summary(plan.entry), **changes.model_dump(), **plan.extra)
-    return Outcome(plan.entry, previous, report, changes=changes)
+    return Outcome(plan.entry, previous, report, changes=changes, kind=plan.kind)
 
 
 def _journal_pending(state: State, journal: Journal, entry: Entry) -> None:
