@@ -25,7 +25,7 @@ from firewall.document import (
     dynamic_elements,
     with_dynamic_elements,
 )
-from firewall.nft import FirewallError
+from firewall.nft import FirewallError, NftBackend
 
 _KINDS = ("table", "chain", "set", "rule", "counter", "element")
 _VERBS = ("add", "delete", "flush", "list")
@@ -172,3 +172,7 @@ def _parse(document: Document) -> Json:
         return as_dict(document)
     except ValueError as e:
         raise FirewallError(f"not an nftables document: {e}") from None
+
+
+def _conforms(fake: FakeNft) -> NftBackend:
+    return fake  # mypy checks that FakeNft honours the protocol

@@ -14,7 +14,9 @@ How calls run in a namespace (the choice, for a long-running threaded or asyncio
 - The threads are pinned to the namespace's identity (device and inode of /run/netns/NAME): if the
   name is removed and made again, even by another process, the next call gets fresh threads in the
   new one; `remove` lets ours leave first, so they never keep a deleted namespace alive.
-- Processes (`popen`, `run`) enter the namespace in the child between fork and exec.
+- Processes (`popen`, `run`) are started from one of those threads, so the child is born in the
+  namespace and nothing runs between fork and exec (`preexec_fn` is unsafe with threads); only a
+  child that needs a private /etc/resolv.conf still enters and mounts in a `preexec_fn`.
 """
 
 from __future__ import annotations
@@ -92,7 +94,14 @@ def _private_resolv_conf(path: str) -> None:
 def popen(
     name: str, argv: Sequence[str], *, resolv_conf: str | None = None, **kw: Any
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` inside namespace `name` (optionally with its own /etc/resolv.conf)."""
+    """Start `argv` inside namespace `name` (optionally with its own /etc/resolv.conf).
+
+    Started from one of the namespace's threads, the child is born in the namespace: no code
+    runs between fork and exec. Only a private resolv.conf needs that (a mount namespace of the
+    child's own), so only then does a `preexec_fn` enter the namespace and mount it.
+    """
+    if resolv_conf is None:
+        return with_ns(name, lambda: subprocess.Popen(list(argv), **kw))
     return subprocess.Popen(list(argv), preexec_fn=lambda: enter(name, resolv_conf), **kw)  # noqa: PLW1509
 
 
@@ -104,15 +113,21 @@ def run(
     check: bool = False,
     input: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `argv` inside namespace `name` and wait for it."""
-    return subprocess.run(
-        list(argv),
-        preexec_fn=lambda: enter(name),
-        capture_output=True,
-        timeout=timeout,
-        check=check,
-        input=input,
-    )
+    """Run `argv` inside namespace `name` and wait for it (`subprocess.run`'s contract)."""
+    pipe = subprocess.PIPE
+    with popen(
+        name, argv, stdin=pipe if input is not None else None, stdout=pipe, stderr=pipe
+    ) as p:
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+    done = subprocess.CompletedProcess(list(argv), p.returncode, out, err)
+    if check:
+        done.check_returncode()
+    return done
 
 
 class Namespace:

@@ -213,6 +213,10 @@ class Nft:
         self._in(lambda: self._ctx().json({"nftables": [{"delete": _TABLE_CMD}]}))
 
 
+def _conforms(nft: Nft) -> NftBackend:
+    return nft  # mypy checks that Nft honours the protocol
+
+
 _backends: dict[str | None, Nft] = {}
 _lock = threading.Lock()
 
