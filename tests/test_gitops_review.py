@@ -189,6 +189,7 @@ def test_a_kill_between_journal_and_ledger_is_recorded_by_the_next_run(
 ) -> None:
     from cell.deploy.install import Report
     from cell.gitops import lifecycle
+    from cell.status.apply import Changes
     from cell.store import ledger
     from cell.store.journal import Entry, Journal, read_journal
     from cell.store.statedir import State
@@ -206,9 +207,9 @@ def test_a_kill_between_journal_and_ledger_is_recorded_by_the_next_run(
         layout={},
         repo="/repo",
     )
-    monkeypatch.setattr(lifecycle, "check_artifacts", lambda *a: None)
-    monkeypatch.setattr(lifecycle, "apply_policy", lambda *a, **k: Report([], "ok", "ok"))
-    monkeypatch.setattr(lifecycle, "_changes", lambda *a: {})
+    monkeypatch.setattr(lifecycle, "prepare", lambda *a: None)
+    monkeypatch.setattr(lifecycle, "install", lambda *a, **k: Report(broker="ok", dnsmasq="ok"))
+    monkeypatch.setattr(lifecycle, "_changes", lambda *a: Changes())
     real = ledger.append
 
     def killed(state: State, kind: str, **fields: object) -> dict[str, object]:
@@ -219,9 +220,7 @@ def test_a_kill_between_journal_and_ledger_is_recorded_by_the_next_run(
     monkeypatch.setattr(ledger, "append", killed)
     with pytest.raises(KeyboardInterrupt):
         nothing: Any = None  # the target and policy: the stubs above never look at them
-        lifecycle._install(
-            state, Journal(), nothing, nothing, {}, entry, kind="apply", force=False, pushes=True
-        )
+        lifecycle._run(state, Journal(), lifecycle.Plan("apply", entry, nothing, {}, nothing))
     monkeypatch.setattr(ledger, "append", real)
     journal = read_journal(state)
     assert journal.applied is not None and journal.applied.id == entry.id

@@ -143,7 +143,10 @@ def test_routing_nvr_reaches_camera_responder(lab: tuple[Policy, LabInfo]) -> No
     _, info = lab
     nvr, cam = info.hosts["nvr"], info.hosts["cam-01"]
     assert netns.with_ns(nvr["netns"], partial(tcp_connect, nvr["address"], cam["address"], 554))
-    log = Path(info.logs["responder.cameras"]).read_text()
+    log, deadline = "", time.monotonic() + 2
+    while f'"dst": "{cam["address"]}:554"' not in log and time.monotonic() < deadline:
+        time.sleep(0.02)  # the responder logs the connection just after accepting it
+        log = Path(info.logs["responder.cameras"]).read_text()
     assert f'"src": "{nvr["address"]}:' in log and f'"dst": "{cam["address"]}:554"' in log
     # UDP echo to the gateway's NTP stand-in comes back from the address it was sent to.
     cam2 = info.hosts["cam-02"]

@@ -338,7 +338,14 @@ def run_clients(ns: str, tls: dict[str, str], act: Callable[[Any, Any], None]) -
                 c.tls_set(ca_certs=tls["ca"], certfile=tls["cert"], keyfile=tls["key"])
             else:
                 c.username_pw_set(user, PASSWORDS[user])
-            c.connect("127.0.0.1", port)
+            deadline = time.monotonic() + 5
+            while True:  # the broker was just started: wait for it to listen
+                try:
+                    c.connect("127.0.0.1", port)
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline, f"nothing listens on port {port}"
+                    time.sleep(0.05)
             c.loop_start()
             return c
 

@@ -69,6 +69,42 @@ def render_text(objects: Sequence[Json]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def object_lines(obj: Json, chain: Json | None = None) -> list[str]:
+    """One object of a table as nft lines, the way the canonical diff shows them: a chain's
+    head, a rule after its chain's name, a set's head and then one line per element, a counter.
+
+    A rule needs its `chain` object (a base chain: type, hook, priority, policy). Raises
+    `ValueError` for what this printer cannot write; the table itself prints as no line.
+    """
+    try:
+        return _object_lines(obj, chain)
+    except (KeyError, TypeError, StopIteration) as e:
+        raise ValueError(f"cannot print {obj}: {e!r}") from None
+
+
+def _object_lines(obj: Json, chain: Json | None) -> list[str]:
+    ((kind, body),) = obj.items()
+    if kind == "table":
+        return []
+    if kind == "rule":
+        if chain is None or chain["chain"]["name"] != body["chain"]:
+            raise ValueError(f"a rule of chain {body.get('chain')!r} without that chain")
+        _chain_head(chain["chain"])
+        return [f"chain {body['chain']}: {_rule(body).strip()}"]
+    if kind == "chain":
+        return [f"chain {body['name']}: {_chain_head(body)[1].strip()}"]
+    if kind == "counter":
+        return [f"counter {_ident(body['name'])}"]
+    if kind != "set":
+        raise ValueError(f"no printer for {kind!r}")
+    inner = [ln.strip().rstrip(",") for ln in _set(body)]
+    # The head repeats the elements after type and flags (the diff has always shown it so).
+    head = [ln for ln in inner if not ln.startswith(("elements", "}")) and "set " not in ln]
+    elems = inner[inner.index("elements = {") + 1 : -2] if "elements = {" in inner else []
+    name = body["name"]
+    return [f"set {name}: {'; '.join(head)}"] + [f"set {name}: element {e}" for e in elems]
+
+
 def _set(body: Json) -> list[str]:
     types = body["type"] if isinstance(body["type"], list) else [body["type"]]
     out = [f"\tset {_ident(body['name'])} {{", f"\t\ttype {' . '.join(map(_symbol, types))}"]

@@ -31,22 +31,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
         "state": str(state.root),
         "checked": [v.to_json() for v in out.verdicts],
         "previous": out.previous.commit if out.previous else None,
-        "changed": out.changes["changed"],
-        "rules": out.changes["rules"],
+        "changed": out.changes.changed,
+        "rules": out.changes.rules.model_dump(),
         "broker": r.broker,
         "dnsmasq": r.dnsmasq,
         "confirm": out.confirm,
         "notes": out.notes,
     }
     sig = entry.signature
-    rules = out.changes["rules"]
+    rules = out.changes.rules
     lines = [
         *out.notes,
         f'applied {entry.commit[:12]} "{entry.subject}" to {target.netns or "this host"}',
         f"  signed by {sig.get('signer') or sig.get('key')} ({sig.get('format')} key "
         f"{sig.get('key')}); commits checked by the trust gate: {len(out.verdicts)}",
-        f"  changed: {', '.join(out.changes['changed']) or 'nothing'}; rules "
-        f"+{len(rules['added'])} -{len(rules['removed'])}",
+        f"  changed: {', '.join(out.changes.changed) or 'nothing'}; rules "
+        f"+{len(rules.added)} -{len(rules.removed)}",
         f"  broker {r.broker}; dnsmasq {r.dnsmasq}",
     ]
     if out.confirm:

@@ -70,7 +70,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         "ok": True,
         "commit": e.commit,
         "from": prev.commit if prev else None,
-        "changed": out.changes.get("changed"),
+        "changed": out.changes.changed,
         "notes": out.notes,
     }
     emit(

@@ -14,7 +14,6 @@ from bridge.render import render_mosquitto
 from cell.artifacts import write_tree
 from cell.deploy.target import Target, read_file
 from cell.errors import ApplyError
-from firewall import nft as fw
 from policies import Policy
 from policies.layout import DNS_CONFS, PASSWD, RULESET_JSON, Layout
 
@@ -22,7 +21,7 @@ from policies.layout import DNS_CONFS, PASSWD, RULESET_JSON, Layout
 def check_artifacts(files: dict[str, bytes], target: Target, policy: Policy | None = None) -> None:
     """Every artifact must be accepted by its component before anything is installed: nftables
     (a dry run in the target namespace), dnsmasq (`--test`), and, given the policy, mosquitto."""
-    fw.check(files[RULESET_JSON], target.netns)
+    target.nft.check(files[RULESET_JSON])
     scratch = target.state / "check"
     scratch.mkdir(parents=True, exist_ok=True)
     for name in DNS_CONFS:

@@ -1,11 +1,13 @@
-"""Apply a policy to a gateway: render, check every artifact, install, load, start, read back. Thin.
+"""Apply a policy to a gateway in stages: prepare (render, check), then install (files, table,
+services) and read back. Thin: touches files, nftables and processes.
 
-Order: render (pure) -> check (nft dry run, a mosquitto config test, dnsmasq --test) -> snapshot
--> install files -> one nftables transaction -> dnsmasq -> mosquitto -> read back (table, files,
-services). A failure before the install changes nothing; after it, the snapshot goes back: old
-files byte for byte, the old table object for object (counters and resolver-filled sets too), and
-each service restarted or reloaded again on the old files (only its pid is new). The trust gate,
-journal and timed confirm wrap this (`cell.gitops`).
+`prepare` renders and checks every artifact on the target (nft dry run, a mosquitto config test,
+dnsmasq --test) and changes nothing live. `install` snapshots the live state, writes the files,
+loads the table in one nftables transaction, restarts what must restart (dnsmasq, then
+mosquitto) and reads everything back. A failure in any of those puts the snapshot back: old
+files byte for byte, the old table object for object (counters and resolver-filled sets too),
+and each service restarted or reloaded again on the old files (only its pid is new). The trust
+gate, the journal and the timed confirm wrap these stages (`cell.gitops.lifecycle`).
 """
 
 from __future__ import annotations
@@ -20,52 +22,63 @@ from cell.deploy import services
 from cell.deploy.checks import check_artifacts, write_passwd
 from cell.deploy.target import Target, read_file
 from cell.errors import ApplyError
-from firewall import nft as fw
+from cell.status.apply import ServiceReport
+from firewall.document import Json, as_dict, canonical, objects_of, restore_document
 from policies import Policy
 from policies.errors import CellError
-from policies.layout import MOSQUITTO_INCLUDE_DIR, PASSWD, RESOLV_CONF, RULESET_JSON
+from policies.layout import MANIFEST, MOSQUITTO_INCLUDE_DIR, PASSWD, RESOLV_CONF, RULESET_JSON
 
 if TYPE_CHECKING:
     from cell.lab import LabInfo
 
+Report = ServiceReport
+"""What an install did (the name callers know)."""
 
-@dataclass
-class Report:
-    changed: list[str]
-    broker: str
-    dnsmasq: str
+
+@dataclass(frozen=True)
+class Prepared:
+    """A policy made ready for one target: rendered and checked there, nothing live touched."""
+
+    policy: Policy
+    target: Target
+    """The gateway the artifacts were checked on, and the only one they may be installed on."""
+    files: dict[str, bytes]
+    """Relative path -> rendered bytes, manifest included."""
+    digests: dict[str, str]
+    """Relative path -> sha256 of each artifact (the manifest's, which the journal records)."""
+    ruleset: Json
+    """The nftables document that replaces `table inet cell`."""
 
 
 @dataclass
 class _Snapshot:
-    """The live state an apply may change, taken right before it changes anything."""
+    """The live state an install may change, taken right before it changes anything."""
 
     files: dict[str, bytes | None]
     passwd: bytes | None
     table: list[dict[str, Any]] | None
     running: dict[str, bool]
     touched: dict[str, str] = field(default_factory=dict)
-    """Service -> what this apply did to it ('restarted', 'reloaded', 'started', 'unknown')."""
+    """Service -> what this install did to it ('restarted', 'reloaded', 'started', 'unknown')."""
 
 
-def apply_policy(
-    policy: Policy,
-    target: Target,
-    *,
-    files: dict[str, bytes] | None = None,
-    baseline: dict[str, str] | None = None,
-    checked: bool = False,
-) -> Report:
-    """Make `policy` live on `target`, or raise `ApplyError` with the target as it was.
-
-    `files`: the rendered artifacts, when the caller has them. `baseline`: the digests of what is
-    believed to be running (the journal's); services restart for artifacts that differ from it or
-    from the files on disk, so a tampered or half-installed file never hides a needed restart.
-    `checked`: the caller already ran `check_artifacts`.
-    """
+def prepare(policy: Policy, target: Target, files: dict[str, bytes] | None = None) -> Prepared:
+    """Render (unless `files` are given: a stored commit's exact bytes) and check every artifact
+    on `target`; raises `ApplyError`/`FirewallError` naming what a component refused."""
     files = files if files is not None else render_all(policy, target.layout)
-    if not checked:
-        check_artifacts(files, target, policy)
+    check_artifacts(files, target, policy)
+    digests = {n: digest(data) for n, data in sorted(files.items()) if n != MANIFEST}
+    return Prepared(policy, target, files, digests, as_dict(files[RULESET_JSON]))
+
+
+def install(prepared: Prepared, *, baseline: dict[str, str] | None = None) -> ServiceReport:
+    """Make a prepared policy live on its target, or raise `ApplyError` with the target as it was.
+
+    `baseline`: the digests of what is believed to be running (the journal's); services restart
+    for artifacts that differ from it or from the files on disk, so a tampered or half-installed
+    file never hides a needed restart. `{}`: everything counts as changed.
+    """
+    target, files = prepared.target, prepared.files
     services.adopt_strays(target)
     snap = _snapshot(files, target)
     changed = sorted(
@@ -74,30 +87,42 @@ def apply_policy(
         if snap.files[n] != data or (baseline is not None and baseline.get(n) != digest(data))
     ) + [n for n in snap.files if n not in files]
     try:
-        _install(files, target)
-        fw.apply(files[RULESET_JSON], target.netns)
+        _write_files(files, target)
+        target.nft.apply(prepared.ruleset)
         dns = services.update_dnsmasq(target, set(changed), snap.touched)
         snap.touched["broker"] = "unknown"
-        broker = services.broker_for(policy, target).update(
+        broker = services.broker_for(prepared.policy, target).update(
             set(changed) | {PASSWD} if target.credentials else set(changed)
         )
         snap.touched["broker"] = broker
-        read_back(files, target)
+        read_back(prepared)
     except (CellError, OSError, subprocess.SubprocessError) as e:
-        trouble = _restore(snap, target, policy)
+        trouble = _restore(snap, target, prepared.policy)
         tail = (
             "previous configuration restored"
             if not trouble
             else "restoring the previous configuration failed too: " + "; ".join(trouble)
         )
         raise ApplyError(f"apply failed, {tail}: {e}") from None
-    return Report(changed, broker, dns)
+    return ServiceReport(changed=changed, broker=broker, dnsmasq=dns)
 
 
-def read_back(files: dict[str, bytes], target: Target) -> None:
-    """The live system is what was rendered: table, installed files, running services."""
-    live = fw.canonical(fw.read_table(target.netns))
-    if live != fw.canonical(fw.objects_of(files[RULESET_JSON])):
+def apply_policy(
+    policy: Policy,
+    target: Target,
+    *,
+    files: dict[str, bytes] | None = None,
+    baseline: dict[str, str] | None = None,
+) -> ServiceReport:
+    """Prepare, then install: `policy` live on `target` (the lab and tests call this)."""
+    return install(prepare(policy, target, files), baseline=baseline)
+
+
+def read_back(prepared: Prepared) -> None:
+    """The live system is what was prepared: table, installed files, running services."""
+    target, files = prepared.target, prepared.files
+    live = canonical(target.nft.list_table())
+    if live != canonical(objects_of(prepared.ruleset)):
         raise ApplyError("read-back: the live nftables table differs from the rendered ruleset")
     for name, data in files.items():
         if read_file(target.config / name) != data:
@@ -125,12 +150,12 @@ def _snapshot(files: dict[str, bytes], target: Target) -> _Snapshot:
     return _Snapshot(
         files={name: read_file(target.config / name) for name in names},
         passwd=read_file(target.state / PASSWD),
-        table=fw.read_table(target.netns),
+        table=target.nft.list_table(),
         running={s: pid is not None for s, pid in services.service_pids(target).items()},
     )
 
 
-def _install(files: dict[str, bytes], target: Target) -> None:
+def _write_files(files: dict[str, bytes], target: Target) -> None:
     for extra in _extras(files, target):
         (target.config / extra).unlink()
     write_tree(target.config, files)
@@ -159,9 +184,9 @@ def _restore(snap: _Snapshot, target: Target, policy: Policy) -> list[str]:
         trouble.append(f"files: {e}")
     try:
         if snap.table is None:
-            fw.delete_table(target.netns)
+            target.nft.delete_table()
         else:
-            fw.apply(fw.restore_document(snap.table), target.netns)
+            target.nft.apply(restore_document(snap.table))
     except CellError as e:
         trouble.append(f"nftables: {e}")
     for service in ("sinkhole", "resolver"):
@@ -199,10 +224,13 @@ def apply_lab(policy: Policy, info: LabInfo) -> None:
 
 __all__ = [
     "ApplyError",
+    "Prepared",
     "Report",
     "Target",
     "apply_lab",
     "apply_policy",
     "check_artifacts",
+    "install",
     "lab_target",
+    "prepare",
 ]

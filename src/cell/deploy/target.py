@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firewall.nft import NftBackend, backend
 from policies.layout import RESOLV_CONF, Layout
 
 
@@ -15,6 +16,13 @@ class Target:
     netns: str | None
     layout: Layout
     credentials: dict[str, str] = field(default_factory=dict)
+    firewall: NftBackend | None = field(default=None, compare=False, repr=False)
+    """The nftables seam for `netns`; None: the kernel's (`firewall.nft.backend`). Unit tests pass
+    a `firewall.fake.FakeNft`."""
+
+    @property
+    def nft(self) -> NftBackend:
+        return self.firewall if self.firewall is not None else backend(self.netns)
 
     @property
     def config(self) -> Path:

@@ -13,7 +13,7 @@ from cell.deploy.target import Target
 from cell.drift.finding import Finding, mtime
 from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
-from firewall import nft as fw
+from firewall.document import DYNAMIC_SETS
 from policies.layout import CONFIG_DIRS, MOSQUITTO_INCLUDE_DIR, RESOLVER_CONF
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def check_hub_sets(
     out = []
     for obj in live or []:
         body = obj.get("set")
-        if not body or not fw.DYNAMIC_SETS.fullmatch(body["name"]):
+        if not body or not DYNAMIC_SETS.fullmatch(body["name"]):
             continue
         have = sorted(str(e) for e in body.get("elem", []))
         want = sorted(str(e) for e in rendered.get(body["name"], []))
@@ -75,7 +75,7 @@ def _resolve_all(hosts: list[str], netns: str | None) -> list[str]:
     def ask() -> list[str]:
         return sorted({a for h in hosts for a in dnsq.resolve("127.0.0.1", h)})
 
-    return ns.with_ns(netns, ask) if netns else ask()
+    return ns.call(netns, ask)
 
 
 def check_other_tables(target: Target) -> list[Finding]:
@@ -86,7 +86,7 @@ def check_other_tables(target: Target) -> list[Finding]:
             f"table {name} exists beside table inet cell: it could let through what Cell drops",
             listing.strip()[:4000],
         )
-        for name, listing in sorted(fw.other_tables(target.netns).items())
+        for name, listing in sorted(target.nft.other_tables().items())
     ]
 
 

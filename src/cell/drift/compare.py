@@ -11,8 +11,6 @@ Four comparisons, each usable alone (the watcher runs the one its event concerns
 from __future__ import annotations
 
 import difflib
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,9 @@ from cell.drift.finding import Finding as Finding  # noqa: PLC0414 (re-exported 
 from cell.drift.finding import mtime
 from cell.store.journal import Entry
 from cell.store.statedir import State
-from firewall import nft as fw
-from firewall.nfttext import render_text
+from firewall.diff import diff_lines, handles_of, printable
+from firewall.document import canonical, objects_of
+from firewall.nft import NftBackend
 from policies import gitrepo
 from policies.layout import RULESET_JSON
 from policies.trust import TrustRefused, check_range
@@ -45,8 +44,8 @@ class Expected:
     def __init__(self, state: State, entry: Entry) -> None:
         self.entry = entry
         self.files = state.load_rendered(entry.rendered)
-        self.objects = fw.objects_of(self.files[RULESET_JSON])
-        self.canonical = fw.canonical(self.objects)
+        self.objects = objects_of(self.files[RULESET_JSON])
+        self.canonical = canonical(self.objects)
 
 
 @dataclass
@@ -62,7 +61,7 @@ class TableState:
 def check_table(
     exp: Expected, target: Target, pending: Expected | None = None
 ) -> tuple[TableState, Finding | None]:
-    live = fw.read_table(target.netns)
+    live = target.nft.list_table()
     state, finding = _compare_table(exp, target, pending, live)
     if finding is None and state.state == "applied":
         extra = check_hub_sets(exp, live, target)
@@ -74,7 +73,7 @@ def check_table(
 def _compare_table(
     exp: Expected, target: Target, pending: Expected | None, live: list[dict[str, Any]] | None
 ) -> tuple[TableState, Finding | None]:
-    canon = fw.canonical(live)
+    canon = canonical(live)
     c12 = exp.entry.commit[:12]
     if canon == exp.canonical:
         return TableState("applied", exp.entry.commit), None
@@ -89,78 +88,23 @@ def _compare_table(
     else:
         state = TableState("other", None)
         what = f"table inet cell differs from the applied commit {c12}"
-    diff = table_diff(exp.objects, live or [], target.netns, f"applied {c12}")
+    diff = table_diff(exp.objects, live or [], target.nft, f"applied {c12}")
     changes = sum(1 for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
     return state, Finding("nftables", f"{what} ({changes} lines differ)", diff)
 
 
 def table_diff(
-    expected: list[dict[str, Any]], live: list[dict[str, Any]], netns: str | None, label: str
+    expected: list[dict[str, Any]], live: list[dict[str, Any]], nft: NftBackend, label: str
 ) -> str:
-    """A unified diff, in nft syntax, from the applied table to the live one."""
+    """A unified diff, in nft syntax, from the applied table to the live one (`firewall.diff`)."""
     fallback: dict[int, str] = {}
-    if any(_line(o) is None for o in live):
+    if not printable(live):
         # A rule our printer cannot write (hand-made syntax): nft itself prints it, by handle.
-        text = fw.read_table_text(netns) or ""
-        for m in re.finditer(r"^\s*(.*?)\s*# handle (\d+)$", text, re.M):
-            fallback[int(m.group(2))] = m.group(1).rstrip(" {")
-    lines = difflib.unified_diff(
-        _lines(expected, {}), _lines(live, fallback), label, "live", n=1, lineterm=""
-    )
-    out = list(lines)
+        fallback = handles_of(nft.list_text() or "")
+    out = diff_lines(expected, live, expected_label=label, fallback=fallback)
     if len(out) > MAX_DIFF:
         out = [*out[:MAX_DIFF], f"... {len(out) - MAX_DIFF} more lines"]
     return "\n".join(out)
-
-
-_TABLE = {"table": {"family": fw.FAMILY, "name": fw.TABLE}}
-
-
-def _lines(objects: list[dict[str, Any]], fallback: dict[int, str]) -> list[str]:
-    """nft lines in reading order: counters and sets, then each chain followed by its rules."""
-    chains = {o["chain"]["name"]: o for o in objects if "chain" in o}
-    rules = [o for o in objects if "rule" in o]
-    ordered = [o for o in objects if "chain" not in o and "rule" not in o]
-    for name, chain in chains.items():
-        ordered += [chain, *(r for r in rules if r["rule"].get("chain") == name)]
-    ordered += [r for r in rules if r["rule"].get("chain") not in chains]
-    out: list[str] = []
-    for obj in ordered:
-        printed = _line(obj, chains)
-        if printed is None:
-            ((kind, body),) = obj.items()
-            handle = body.get("handle")
-            shown = fallback.get(handle) if isinstance(handle, int) else None
-            where = f"chain {body.get('chain')}: " if kind == "rule" else f"{kind} "
-            printed = [where + (shown or json.dumps(json.loads(fw.canonical([obj]))[0]))]
-        out += printed
-    return out
-
-
-def _line(obj: dict[str, Any], chains: dict[str, Any] | None = None) -> list[str] | None:
-    """One object as nft lines (a set: its head, then an element per line); None: unprintable."""
-    ((kind, body),) = json.loads(fw.canonical([obj]))[0].items()
-    clean = {kind: body}
-    try:
-        if kind == "table":
-            return []
-        if kind == "rule":
-            stand_in = {"type": "filter", "hook": "input", "prio": 0, "policy": "accept"}
-            chain = (chains or {}).get(body["chain"]) or {"chain": {**body, **stand_in}}
-            text = render_text([_TABLE, chain, clean]).decode().splitlines()
-            return [f"chain {body['chain']}: {text[-3].strip()}"]
-        text = render_text([_TABLE, clean]).decode().splitlines()
-    except (ValueError, KeyError, TypeError, StopIteration):
-        return None
-    inner = [ln.strip().rstrip(",") for ln in text[text.index("table inet cell {") + 1 : -1]]
-    if kind == "set":
-        head = [ln for ln in inner if not ln.startswith(("elements", "}")) and "set " not in ln]
-        elems = inner[inner.index("elements = {") + 1 : -2] if "elements = {" in inner else []
-        name = body["name"]
-        return [f"set {name}: {'; '.join(head)}"] + [f"set {name}: element {e}" for e in elems]
-    if kind == "chain":
-        return [f"chain {body['name']}: {inner[1]}"]
-    return [" ".join(inner).replace("{ }", "").strip()]
 
 
 def check_files(exp: Expected, target: Target) -> list[Finding]:

@@ -1,7 +1,8 @@
-"""The apply lifecycle, in order: pull, trust gate, render, check, apply, read back, journal, ledger.
+"""The apply lifecycle, in order: pull, trust gate, then the stages of `_run`: prepare (render,
+check), journal pending, install and read back, promote (journal, ledger).
 
-Every step before "apply" changes nothing live; `cell.apply.apply_policy` puts the live system
-back if any later step fails. The journal names the commit as `pending` before anything live is
+Every step before the install changes nothing live; `cell.deploy.install.install` puts the live
+system back if any later step fails. The journal names the commit as `pending` before anything live is
 touched and as `applied` after the read-back, so a crash at any instant leaves a journal that
 names what the live system may be (see `cell.gitops.journal`). One apply at a time: every
 function here that changes something holds STATE/locks/apply.
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 import difflib
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cell.artifacts import render_all
-from cell.deploy.install import ApplyError, Report, Target, apply_policy, check_artifacts
+from cell.deploy.install import ApplyError, Target, install, prepare
 from cell.deploy.place import layout_json, target_of
 from cell.gitops import confirm as confirmation
 from cell.gitops.recovery import recover, summary
+from cell.status.apply import ApplyOutcome, Changes, Kind, RuleChanges, ServiceReport
 from cell.store import ledger
 from cell.store.journal import Entry, Journal, read_journal, write_journal
 from cell.store.statedir import State, StateError
@@ -42,13 +46,28 @@ class NothingToDo(CellError):
 
 @dataclass
 class Outcome:
+    """What an apply, rollback or reconcile did; `record()` is its typed, published form."""
+
     entry: Entry
     previous: Entry | None
-    report: Report
+    report: ServiceReport
     verdicts: list[Verdict] = field(default_factory=list)
-    changes: dict[str, Any] = field(default_factory=dict)
+    changes: Changes = field(default_factory=Changes)
     confirm: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    kind: Kind = "apply"
+
+    def record(self) -> ApplyOutcome:
+        return ApplyOutcome(
+            kind=self.kind,
+            commit=self.entry.commit,
+            subject=self.entry.subject,
+            previous=self.previous.commit if self.previous else None,
+            changes=self.changes,
+            services=self.report,
+            confirm=self.confirm,
+            notes=self.notes,
+        )
 
 
 def enrolled(state: State) -> Anchor | None:
@@ -82,64 +101,29 @@ def _bytes(path: Path) -> bytes | None:
 def apply_head(
     state: State, repo: Path, target: Target, *, confirm_s: int | None = None
 ) -> Outcome:
-    """`cell apply`: make the repo's HEAD live, if every commit since the applied one is trusted."""
+    """`cell apply`: make the repo's HEAD live, if every commit since the applied one is trusted.
+
+    Settle what is overdue or interrupted, pass the trust gate, then the stages of `_run`:
+    prepare, journal pending, install and read back, promote; then arm the timed confirm.
+    """
     notes = settle(state)
     with state.lock():
         journal = read_journal(state)
         force = recover(state, journal, notes)
-        waiting = confirmation.read(state)
-        if waiting is not None:
-            raise NothingToDo(
-                f"a confirm is pending for {waiting['commit'][:12]} until {waiting['deadline']}: "
-                "`cell confirm` to keep it or `cell rollback` to undo it, then apply"
-            )
-        base = journal.applied
-        if base is None:
+        _refuse_while_waiting(state, journal.applied, confirm_s)
+        if journal.applied is None:
             _refuse_forgotten(state, repo)
-        if confirm_s is not None and base is None:
-            raise NothingToDo(
-                "--confirm needs a previously applied commit to fall back to; this is the "
-                "Cell's first apply (apply without --confirm)"
-            )
-        try:
-            refuse_dirty(repo)
-            if gitrepo.upstream(repo):
-                gitrepo.pull(repo)
-            head = gitrepo.head(repo)
-            verdicts = trust_gate(repo, base.commit if base else None, head, enrolled(state))
-        except TrustRefused as e:
-            ledger.append(state, "refusal", repo=str(repo), **e.to_json())
-            raise
-        except gitrepo.GitError as e:
-            ledger.append(state, "failure", step="pull", repo=str(repo), message=str(e))
-            raise
-        if confirm_s is not None and base is not None and base.commit == head:
+        head, verdicts = _gate(state, repo, journal.applied)
+        if confirm_s is not None and journal.applied and journal.applied.commit == head:
             raise NothingToDo(
                 f"HEAD {head[:12]} is already the applied commit: there is no change to confirm "
                 "(apply without --confirm to re-install it)"
             )
-        tree = state.store_tree(head, lambda dest: gitrepo.export(repo, head, dest))
-        policy = _load(tree, head, state, repo)
-        files = render_all(policy, target.layout)
-        signature = (
-            verdicts[-1].signature.to_json() if verdicts else (base.signature if base else {})
-        )
-        subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
-        entry = _entry(state, policy, files, target, head, subject, signature, repo)
-        out = _install(
-            state,
-            journal,
-            target,
-            policy,
-            files,
-            entry,
-            kind="apply",
-            force=force,
-            pushes=base is None or base.commit != head,
-        )
+        plan = _plan_head(state, repo, target, head, verdicts, journal.applied, force)
+        out = _run(state, journal, plan)
         out.verdicts, out.notes = verdicts, notes
         if confirm_s is not None and out.previous is not None:
-            out.confirm = confirmation.arm(state, entry, out.previous, confirm_s)
+            out.confirm = confirmation.arm(state, plan.entry, out.previous, confirm_s)
             ledger.append(
                 state,
                 "confirm-pending",
@@ -148,6 +132,56 @@ def apply_head(
                 fallback=out.previous.commit,
             )
         return out
+
+
+def _refuse_while_waiting(state: State, base: Entry | None, confirm_s: int | None) -> None:
+    waiting = confirmation.read(state)
+    if waiting is not None:
+        raise NothingToDo(
+            f"a confirm is pending for {waiting['commit'][:12]} until {waiting['deadline']}: "
+            "`cell confirm` to keep it or `cell rollback` to undo it, then apply"
+        )
+    if confirm_s is not None and base is None:
+        raise NothingToDo(
+            "--confirm needs a previously applied commit to fall back to; this is the "
+            "Cell's first apply (apply without --confirm)"
+        )
+
+
+def _gate(state: State, repo: Path, base: Entry | None) -> tuple[str, list[Verdict]]:
+    """Pull, then the trust gate from the applied commit to HEAD; refusals go to the ledger."""
+    try:
+        refuse_dirty(repo)
+        if gitrepo.upstream(repo):
+            gitrepo.pull(repo)
+        head = gitrepo.head(repo)
+        return head, trust_gate(repo, base.commit if base else None, head, enrolled(state))
+    except TrustRefused as e:
+        ledger.append(state, "refusal", repo=str(repo), **e.to_json())
+        raise
+    except gitrepo.GitError as e:
+        ledger.append(state, "failure", step="pull", repo=str(repo), message=str(e))
+        raise
+
+
+def _plan_head(
+    state: State,
+    repo: Path,
+    target: Target,
+    head: str,
+    verdicts: list[Verdict],
+    base: Entry | None,
+    force: bool,
+) -> Plan:
+    """HEAD's tree stored, its policy loaded and rendered, its journal entry made."""
+    tree = state.store_tree(head, lambda dest: gitrepo.export(repo, head, dest))
+    policy = _load(tree, head, state, repo)
+    files = render_all(policy, target.layout)
+    signature = verdicts[-1].signature.to_json() if verdicts else (base.signature if base else {})
+    subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
+    entry = _entry(state, policy, files, target, head, subject, signature, repo)
+    pushes = base is None or base.commit != head
+    return Plan("apply", entry, policy, files, target, force, pushes)
 
 
 def rollback(state: State, *, reason: str = "operator") -> Outcome:
@@ -164,21 +198,10 @@ def _rollback_locked(state: State, reason: str) -> Outcome:
         raise NothingToDo("nothing to roll back to: the journal holds no earlier applied commit")
     back, rest = journal.previous[0], journal.previous[1:]
     entry = back.again("rollback")
-    target = target_of(entry)
     policy, files = _stored(state, entry)
-    out = _install(
-        state,
-        journal,
-        target,
-        policy,
-        files,
-        entry,
-        kind="rollback",
-        force=force,
-        pushes=False,
-        stack=rest,
-        extra={"reason": reason, "from": journal.applied.commit},
-    )
+    extra = {"reason": reason, "from": journal.applied.commit}
+    plan = Plan("rollback", entry, policy, files, target_of(entry), force, False, rest, extra)
+    out = _run(state, journal, plan)
     confirmation.clear(state)
     out.notes = notes
     return out
@@ -194,17 +217,8 @@ def reconcile(state: State) -> Outcome:
             raise NothingToDo("nothing to reconcile: nothing was ever applied with `cell apply`")
         entry = journal.applied.again("reconcile")
         policy, files = _stored(state, entry)
-        out = _install(
-            state,
-            journal,
-            target_of(entry),
-            policy,
-            files,
-            entry,
-            kind="reconcile",
-            force=True,
-            pushes=False,
-        )
+        plan = Plan("reconcile", entry, policy, files, target_of(entry), force=True, pushes=False)
+        out = _run(state, journal, plan)
         out.notes = notes
         return out
 
@@ -243,51 +257,78 @@ def settle(state: State) -> list[str]:
         ]
 
 
-def _install(
-    state: State,
-    journal: Journal,
-    target: Target,
-    policy: Policy,
-    files: dict[str, bytes],
-    entry: Entry,
-    *,
-    kind: str,
-    force: bool,
-    pushes: bool,
-    stack: list[Entry] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Outcome:
+@dataclass(frozen=True)
+class Plan:
+    """One apply, rollback or reconcile: what to install where, and how the journal takes it."""
+
+    kind: Kind
+    entry: Entry
+    policy: Policy
+    files: dict[str, bytes]
+    target: Target
+    force: bool = False
+    """Restart every service (an interrupted apply, a reconcile): the journal's digests are not
+    trusted as a picture of what runs."""
+    pushes: bool = True
+    """The applied entry moves down to `previous` (not when re-installing the same commit)."""
+    stack: list[Entry] | None = None
+    """The `previous` list after a rollback (None: as promote leaves it)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More fields for the ledger entry."""
+
+
+def _run(state: State, journal: Journal, plan: Plan) -> Outcome:
+    """The stages, in order (Foomuuri's command_start): prepare, journal pending, install and read
+    back, promote. Nothing live changes before the install; a failure there puts it back."""
     previous = journal.applied
-    changes = _changes(state, previous, files)  # now: the journal write below may prune `previous`
+    changes = _changes(state, previous, plan.files)  # now: promote may prune `previous`
+    baseline = {} if plan.force else (previous.digests if previous else None)
+    with _failure_recorded(state, journal, plan):
+        prepared = prepare(plan.policy, plan.target, plan.files)  # render, check: nothing live
+        _journal_pending(state, journal, plan.entry)
+        report = install(prepared, baseline=baseline)  # and read back; a failure restores
+    _promote(state, journal, plan)
+    ledger.append(state, plan.kind, **summary(plan.entry), **changes.model_dump(), **plan.extra)
+    return Outcome(plan.entry, previous, report, changes=changes, kind=plan.kind)
+
+
+def _journal_pending(state: State, journal: Journal, entry: Entry) -> None:
+    """The journal names the commit as pending before anything live is touched."""
+    journal.pending = entry
+    write_journal(state, journal)
+
+
+def _promote(state: State, journal: Journal, plan: Plan) -> None:
+    """The read-back passed: the journal names the commit as applied."""
+    journal.promote(plan.entry, pushes=plan.pushes)
+    if plan.stack is not None:
+        journal.previous = plan.stack
+    write_journal(state, journal)
+
+
+@contextmanager
+def _failure_recorded(state: State, journal: Journal, plan: Plan) -> Iterator[None]:
+    """A failed stage: no pending entry left behind, one ledger `failure`, an error that says
+    nothing changed (install has put the target back)."""
     try:
-        check_artifacts(files, target, policy)
-        journal.pending = entry
-        write_journal(state, journal)
-        baseline = {} if force else (previous.digests if previous else None)
-        report = apply_policy(policy, target, files=files, baseline=baseline, checked=True)
+        yield
     except (CellError, OSError, subprocess.SubprocessError) as e:
         if journal.pending is not None:
             journal.pending = None
             write_journal(state, journal)
-        where = target.netns or "this host"
+        where = plan.target.netns or "this host"
         err = (
             e
             if isinstance(e, CellError)
             else ApplyError(
-                f"{kind} of {entry.commit[:12]} failed, nothing changed on {where}: {e}"
+                f"{plan.kind} of {plan.entry.commit[:12]} failed, nothing changed on {where}: {e}"
             )
         )
-        ledger.append(state, "failure", step=kind, commit=entry.commit, message=str(err))
+        ledger.append(state, "failure", step=plan.kind, commit=plan.entry.commit, message=str(err))
         raise err from None
-    journal.promote(entry, pushes=pushes)
-    if stack is not None:
-        journal.previous = stack
-    write_journal(state, journal)
-    ledger.append(state, kind, **summary(entry), **changes, **(extra or {}))
-    return Outcome(entry, previous, report, changes=changes)
 
 
-def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> dict[str, Any]:
+def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> Changes:
     """What this apply changed against the one before: artifact names and nft rule lines."""
     try:
         old = state.load_rendered(previous.rendered) if previous else {}
@@ -299,7 +340,7 @@ def _changes(state: State, previous: Entry | None, files: dict[str, bytes]) -> d
     diff = list(difflib.ndiff(before, after))
     added = [d[2:].strip() for d in diff if d.startswith("+ ")]
     removed = [d[2:].strip() for d in diff if d.startswith("- ")]
-    return {"changed": changed, "rules": {"added": added, "removed": removed}}
+    return Changes(changed=changed, rules=RuleChanges(added=added, removed=removed))
 
 
 def _entry(

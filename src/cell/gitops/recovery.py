@@ -8,22 +8,30 @@ the journal's rename and the ledger append is written late.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cell.deploy.place import target_of
+from cell.deploy.target import Target
 from cell.store import ledger
 from cell.store.journal import Entry, Journal, write_journal
 from cell.store.statedir import State
-from firewall import nft as fw
+from firewall.document import canonical
 from policies.clock import now_iso
 
 
-def recover(state: State, journal: Journal, notes: list[str]) -> bool:
+def recover(
+    state: State,
+    journal: Journal,
+    notes: list[str],
+    target_for: Callable[[Entry], Target] = target_of,
+) -> bool:
     """Settle what a killed apply left (`pending`); True when services must all be restarted.
 
     If the pending commit's table is in force (wholly: one transaction), the journal names it as
     applied (completed; if a file or service is behind, the caller re-installs everything).
-    Otherwise its table never took, and the pending entry is dropped.
+    Otherwise its table never took, and the pending entry is dropped. `target_for`: the gateway
+    an entry was applied to (unit tests give one with a fake nftables backend).
     """
     _ledger_catch_up(state, journal, notes)
     pending = journal.pending
@@ -31,9 +39,9 @@ def recover(state: State, journal: Journal, notes: list[str]) -> bool:
         return False
     from cell.drift.compare import Expected, compare_entry
 
-    target = target_of(pending)
+    target = target_for(pending)
     live = compare_entry(state, pending, target)
-    table_in_force = fw.canonical(fw.read_table(target.netns)) == Expected(state, pending).canonical
+    table_in_force = canonical(target.nft.list_table()) == Expected(state, pending).canonical
     if not live or table_in_force:
         # Its table is in force (wholly: one transaction), so the journal must name it, even if
         # a file or a service is behind; the caller then re-installs everything on top.

@@ -9,15 +9,15 @@ Because the counter is the proof, a drop is confirmed as soon as it rises; no wa
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import socket
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
-from firewall import nft as fw
+from firewall.nft import NftBackend, backend
 
 TIMEOUT = 2.0
 GRACE = 0.15  # after the counter rises, how long we still listen for a (leaked) answer
@@ -30,6 +30,12 @@ class Env:
     gateway: str
     vlans: dict[str, str]
     outside: dict[str, Any]
+    firewall: NftBackend | None = field(default=None, compare=False)
+    """The gateway's nftables seam, whose drop counters prove a drop (None: the kernel's)."""
+
+    @property
+    def nft(self) -> NftBackend:
+        return self.firewall if self.firewall is not None else backend(self.gateway)
 
 
 def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> str:
@@ -64,22 +70,21 @@ def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> 
             return ""
 
 
-def _spawn(
-    netns: str, kind: str, src: str | None, dst: str, port: int
-) -> tuple[mp.process.BaseProcess, Any]:
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
+def _spawn(netns: str, kind: str, src: str | None, dst: str, port: int) -> Future[str]:
+    """The probe's client, started on a thread of its own inside the source namespace."""
 
-    def target() -> None:
+    def client() -> str:
         try:
-            ns.enter(netns)
-            child.send(_client(kind, src, dst, port, TIMEOUT))
+            return _client(kind, src, dst, port, TIMEOUT)
         except Exception as e:
-            child.send(f"error: {e}")
+            return f"error: {e}"
 
-    proc = ctx.Process(target=target, daemon=True)
-    proc.start()
-    return proc, parent
+    try:
+        return ns.spawn(netns, client)
+    except OSError as e:  # no such namespace: reported like any client error
+        failed: Future[str] = Future()
+        failed.set_result(f"error: {e}")
+        return failed
 
 
 def _address(probe_end: dict[str, Any], env: Env, expect: str) -> str | None:
@@ -124,9 +129,10 @@ def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
             "evidence": "no namespace or address for this probe",
         }
     counter = probe.get("counter")
-    before = fw.read_counters(env.gateway).get(counter, 0) if counter else 0
+    nft = env.nft
+    before = nft.read_counters().get(counter, 0) if counter else 0
     t0 = time.monotonic()
-    proc, conn = _spawn(
+    answer_of = _spawn(
         netns,
         probe["kind"],
         src.get("address") if src["name"] != "gateway" else None,
@@ -135,22 +141,26 @@ def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
     )
     answer, rose_at, after = "", None, before
     while True:
-        if conn.poll(0.02):
-            answer = conn.recv()
+        try:
+            answer = answer_of.result(timeout=0.02)
+            break
+        except TimeoutError:
+            pass
+        except Exception as e:  # the thread could not enter the namespace
+            answer = f"error: {e}"
             break
         if counter and rose_at is None:
-            after = fw.read_counters(env.gateway).get(counter, 0)
+            after = nft.read_counters().get(counter, 0)
             if after > before:
                 rose_at = time.monotonic()
         if rose_at is not None and time.monotonic() - rose_at > GRACE:
             break
         if time.monotonic() - t0 > TIMEOUT + 0.5:
             break
-    proc.kill()
-    proc.join()
+    # A client still waiting is left to end at its own socket timeout, on its own thread.
     ms = (time.monotonic() - t0) * 1000
     if counter and rose_at is None:
-        after = fw.read_counters(env.gateway).get(counter, 0)
+        after = nft.read_counters().get(counter, 0)
     got = "accept" if answer and not answer.startswith("error") else "drop"
     if probe["expect"] == "accept":
         ok = got == "accept"
