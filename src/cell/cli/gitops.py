@@ -97,7 +97,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         return watch(state, repo=args.repo, as_json=args.json, interval=args.interval)
     done = check_once(state, args.repo, reconcile=args.reconcile)
     report = done.report
-    doc = {**report.to_json(), "notes": done.notes, "reconciled": done.reconciled}
+    doc = {**report.doc().to_doc(), "notes": done.notes, "reconciled": done.reconciled}
     text = format_report(report)
     if done.reconciled:
         text += f"\nreconciled: re-applied {done.reconciled[:12]} (drift.mode or --reconcile)"

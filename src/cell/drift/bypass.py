@@ -17,7 +17,7 @@ from firewall.document import DYNAMIC_SETS
 from policies.layout import CONFIG_DIRS, MOSQUITTO_INCLUDE_DIR, RESOLVER_CONF
 
 if TYPE_CHECKING:
-    from cell.drift.compare import Expected
+    from cell.drift.expected import Expected
 
 
 _NFTSET = re.compile(r"nftset=/([^/]+)/(\S+)")

@@ -15,18 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from cell.deploy.services import service_argv, service_pids, service_strays
 from cell.deploy.target import Target
 from cell.drift.bypass import check_extra_files, check_hub_sets, check_other_tables
+from cell.drift.expected import Expected as Expected  # noqa: PLC0414 (re-exported)
 from cell.drift.finding import Finding as Finding  # noqa: PLC0414 (re-exported for report, watch)
 from cell.drift.finding import mtime
 from cell.store.journal import Entry
 from cell.store.statedir import State
 from firewall.diff import diff_lines, handles_of, printable
-from firewall.document import canonical, objects_of
+from firewall.document import canonical
 from firewall.nft import NftBackend
 from policies import gitrepo
-from policies.layout import RULESET_JSON
+from policies.record import Record
 from policies.trust import TrustRefused, check_range
 
 MAX_DIFF = 80
@@ -38,24 +41,49 @@ _SERVICE = {
 }
 
 
-class Expected:
-    """What one journal entry says the live system is, loaded once from the store."""
+class TableState(Record):
+    """Which commit the live table is, wholly (one kernel transaction), if any."""
 
-    def __init__(self, state: State, entry: Entry) -> None:
-        self.entry = entry
-        self.files = state.load_rendered(entry.rendered)
-        self.objects = objects_of(self.files[RULESET_JSON])
-        self.canonical = canonical(self.objects)
+    state: str = Field(
+        description="applied, pending (an interrupted apply's commit), other, absent."
+    )
+    commit: str | None = Field(description="The commit whose table is live, if it is one of ours.")
+
+    def __init__(self, state: str, commit: str | None) -> None:
+        fields: dict[str, Any] = {"state": state, "commit": commit}
+        super().__init__(**fields)
 
 
-@dataclass
-class TableState:
-    state: str
-    """applied, pending (an interrupted apply's commit), other, absent."""
-    commit: str | None
+class EntryBrief(Record):
+    """A journal entry as `cell drift --json` names it."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "commit": self.commit}
+    commit: str = Field(description="The commit (full SHA).")
+    subject: str = Field(description="Its subject line.")
+    signer: str = Field(description="Who signed it.")
+    time: str = Field(description="When it was applied (UTC).")
+    via: str = Field(description="apply, rollback, reconcile, recovered.")
+
+    @classmethod
+    def of(cls, entry: Entry | None) -> EntryBrief | None:
+        if entry is None:
+            return None
+        return cls(
+            commit=entry.commit,
+            subject=entry.subject,
+            signer=entry.signer,
+            time=entry.time,
+            via=entry.via,
+        )
+
+
+class DriftDoc(Record):
+    """What `cell drift --json` prints (and the daemon's drift check carries)."""
+
+    in_sync: bool = Field(description="Live equals applied: no finding.")
+    applied: EntryBrief | None = Field(description="The commit the journal says is applied.")
+    pending: EntryBrief | None = Field(description="An interrupted apply's commit, if any.")
+    table: TableState | None = Field(description="Which commit the live table is.")
+    findings: list[dict[str, Any]] = Field(description="Every difference (see `Finding`).")
 
 
 def check_table(
@@ -208,26 +236,14 @@ class Report:
     def in_sync(self) -> bool:
         return self.applied is not None and not self.findings
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "in_sync": self.in_sync,
-            "applied": _brief(self.applied),
-            "pending": _brief(self.pending),
-            "table": self.table.to_json() if self.table else None,
-            "findings": [f.to_doc() for f in self.findings],
-        }
-
-
-def _brief(entry: Entry | None) -> dict[str, Any] | None:
-    if entry is None:
-        return None
-    return {
-        "commit": entry.commit,
-        "subject": entry.subject,
-        "signer": entry.signer,
-        "time": entry.time,
-        "via": entry.via,
-    }
+    def doc(self) -> DriftDoc:
+        return DriftDoc(
+            in_sync=self.in_sync,
+            applied=EntryBrief.of(self.applied),
+            pending=EntryBrief.of(self.pending),
+            table=self.table,
+            findings=[f.to_doc() for f in self.findings],
+        )
 
 
 def compare_all(

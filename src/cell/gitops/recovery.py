@@ -37,7 +37,8 @@ def recover(
     pending = journal.pending
     if pending is None:
         return False
-    from cell.drift.compare import Expected, compare_entry
+    from cell.drift.compare import compare_entry
+    from cell.drift.expected import Expected
 
     target = target_for(pending)
     live = compare_entry(state, pending, target)
