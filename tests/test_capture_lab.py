@@ -102,8 +102,8 @@ def test_allowed_traffic_then_a_leak_is_unexpected_and_in_the_window(
     cam = info.hosts["cam-01"]
     phone = info.outside["phone_home"]
     since = _now()
-    doc = run_probes(compile_probes(policy), Env(info.gateway, info.vlan_netns, info.outside))
-    assert doc["ok"], [r for r in doc["results"] if not r["ok"]]
+    run = run_probes(compile_probes(policy), Env(info.gateway, info.vlan_netns, info.outside))
+    assert run.ok, run.failed
     time.sleep(1.0)
     clean = _cell("pcap", "destinations", "--since", since, "--repo", str(repo), "--json")
     assert clean.returncode == 0, clean.stdout + clean.stderr

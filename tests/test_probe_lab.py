@@ -44,13 +44,13 @@ def _env(info: LabInfo) -> Env:
 
 def test_full_matrix_holds(lab: tuple[Policy, LabInfo, Path]) -> None:
     policy, info, _ = lab
-    doc = run_probes(compile_probes(policy), _env(info))
-    bad = [r for r in doc["results"] if not r["ok"]]
-    assert doc["ok"], bad
-    assert sum(r["expect"] == "accept" for r in doc["results"]) >= 10
-    drops = [r for r in doc["results"] if r["expect"] == "drop"]
+    run = run_probes(compile_probes(policy), _env(info))
+    bad = [r for r in run.results if not r.ok]
+    assert run.ok, bad
+    assert sum(r.expect == "accept" for r in run.results) >= 10
+    drops = [r for r in run.results if r.expect == "drop"]
     assert len(drops) >= 20
-    assert all("counter" in r["evidence"] and "+" in r["evidence"] for r in drops)
+    assert all("counter" in r.evidence and "+" in r.evidence for r in drops)
 
 
 def test_cli_probe_json_and_exit_code(lab: tuple[Policy, LabInfo, Path]) -> None:
@@ -75,26 +75,22 @@ def test_hand_inserted_accept_is_caught_as_the_exact_leaks(
     # Only traffic that crosses the forward chain can leak through a forward `accept`:
     # drops whose source and destination are both not the gateway itself.
     expected = {
-        p["id"]
+        p.id
         for p in probes
-        if p["expect"] == "drop" and p["from"]["name"] != "gateway" and p["to"]["name"] != "gateway"
+        if p.expect == "drop" and p.source.name != "gateway" and p.to.name != "gateway"
     }
     assert expected
     netns.run(
         info.gateway, ["nft", "insert", "rule", "inet", "cell", "forward", "accept"], check=True
     )
     try:
-        doc = run_probes(probes, _env(info))
+        run = run_probes(probes, _env(info))
     finally:
         fw.apply(Path(info.layout.config, "nftables/ruleset.json").read_bytes(), info.gateway)
-    failed = {r["id"] for r in doc["results"] if not r["ok"]}
+    failed = {r.id for r in run.failed}
     assert failed == expected
-    assert all(
-        r["got"] == "accept" and "LEAK" in r["evidence"]
-        for r in doc["results"]
-        if r["id"] in failed
-    )
-    assert doc["ok"] is False
+    assert all(r.got == "accept" and "LEAK" in r.evidence for r in run.results if r.id in failed)
+    assert run.ok is False
 
 
 def test_probe_exit_3_when_a_flow_misbehaves(lab: tuple[Policy, LabInfo, Path]) -> None:

@@ -13,7 +13,8 @@ them in from its environment (the lab's WAN namespace), since the policy does no
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from pydantic import ConfigDict, Field
 
 from firewall.compile import drop_counter_for
 from policies import Policy
@@ -27,96 +28,133 @@ from policies.flows import (
     flow_ports,
     probe_address,
 )
+from policies.record import Record
 from policies.types import ipv4_or_none
+
+
+class ProbeEnd(Record):
+    """One end of a probe: a concrete representative of a flow endpoint."""
+
+    name: str = Field(description="A host, VLAN-probe, gateway, wan, hub.* or outside name.")
+    vlan: str | None = Field(description="Its VLAN (None: outside the site).")
+    address: str | None = Field(description="Its address; None: the runner fills it in.")
+    hostname: str | None = Field(default=None, description="A hub endpoint's hostname.")
+    resolver: str | None = Field(
+        default=None, description="Where the source resolves `hostname` (its own resolver)."
+    )
+
+    def doc(self) -> dict[str, object]:
+        """As probes.json spells it: `hostname` and `resolver` only where they are set."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class Probe(Record):
+    """One flow of the matrix: what to send, and what must happen to it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(description="SOURCE>TARGET:PORT/PROTO, unique in the matrix.")
+    source: ProbeEnd = Field(alias="from", description="Where the probe is sent from.")
+    to: ProbeEnd = Field(description="Where it is sent to.")
+    port: int = Field(description="Destination port.")
+    proto: str = Field(description="tcp or udp.")
+    kind: str = Field(description="tcp, udp or dns (a DNS query on port 53).")
+    expect: str = Field(description="accept or drop, as the policy decides.")
+    flow: int | None = Field(description="Index of the flow in network.yaml that allows it.")
+    counter: str | None = Field(description="The drop counter that must rise (drops only).")
+    why: str = Field(description="Why this probe is in the matrix.")
+
+    def doc(self) -> dict[str, object]:
+        return {
+            **self.model_dump(mode="json", by_alias=True, exclude={"source", "to"}),
+            "from": self.source.doc(),
+            "to": self.to.doc(),
+        }
+
 
 PROBE_PORTS = [(443, "tcp"), (80, "tcp"), (22, "tcp"), (8883, "tcp"), (554, "tcp"), (9999, "udp")]
 
 
-def _rep(policy: Policy, word: str, peer_vlan: str | None) -> dict[str, Any]:
+def _rep(policy: Policy, word: str, peer_vlan: str | None) -> ProbeEnd:
     """A concrete representative of a flow endpoint: a host address where there is one."""
     if word in policy.hosts:
         h = policy.hosts[word]
-        return {"name": h.name, "vlan": h.vlan, "address": h.address}
+        return ProbeEnd(name=h.name, vlan=h.vlan, address=h.address)
     if word in policy.vlans:
         hosts = [h for h in policy.network.hosts if h.vlan == word]
         if hosts:
-            return {"name": hosts[0].name, "vlan": word, "address": hosts[0].address}
-        return {"name": f"{word}-probe", "vlan": word, "address": probe_address(policy, word)}
+            return ProbeEnd(name=hosts[0].name, vlan=word, address=hosts[0].address)
+        return ProbeEnd(name=f"{word}-probe", vlan=word, address=probe_address(policy, word))
     if word == GATEWAY:
         addr = policy.vlans[peer_vlan].gateway if peer_vlan else None
-        return {"name": GATEWAY, "vlan": peer_vlan, "address": addr}
+        return ProbeEnd(name=GATEWAY, vlan=peer_vlan, address=addr)
     if word == HUB_BRIDGE:
-        return {
-            "name": HUB_BRIDGE,
-            "vlan": None,
-            "address": ipv4_or_none(policy.site.hub.bridge.address),
-            "hostname": policy.site.hub.bridge.address,
-        }
+        return ProbeEnd(
+            name=HUB_BRIDGE,
+            vlan=None,
+            address=ipv4_or_none(policy.site.hub.bridge.address),
+            hostname=policy.site.hub.bridge.address,
+        )
     if word == HUB_MANAGEMENT:
         m = policy.site.hub.management[0]
-        return {
-            "name": HUB_MANAGEMENT,
-            "vlan": None,
-            "address": ipv4_or_none(m.address),
-            "hostname": m.address,
-        }
-    return {"name": word, "vlan": None, "address": None}
+        return ProbeEnd(
+            name=HUB_MANAGEMENT, vlan=None, address=ipv4_or_none(m.address), hostname=m.address
+        )
+    return ProbeEnd(name=word, vlan=None, address=None)
 
 
 def _kind(port: int, proto: str) -> str:
     return "dns" if port == 53 else proto
 
 
-def _ep(policy: Policy, d: dict[str, Any]) -> Endpoint:
-    if d["name"] == GATEWAY:
-        return Endpoint("gateway", GATEWAY, d["vlan"], d["address"])
-    if d["name"] in (HUB_BRIDGE, HUB_MANAGEMENT):
-        return Endpoint(d["name"], d["name"])
-    if d["vlan"] is None:
+def _ep(policy: Policy, d: ProbeEnd) -> Endpoint:
+    if d.name == GATEWAY:
+        return Endpoint("gateway", GATEWAY, d.vlan, d.address)
+    if d.name in (HUB_BRIDGE, HUB_MANAGEMENT):
+        return Endpoint(d.name, d.name)  # type: ignore[arg-type]
+    if d.vlan is None:
         return Endpoint("wan", WAN)
-    if d["name"] in policy.hosts:
-        return Endpoint("host", d["name"], d["vlan"], d["address"])
-    return Endpoint("address", d["name"], d["vlan"], d["address"])
+    if d.name in policy.hosts:
+        return Endpoint("host", d.name, d.vlan, d.address)
+    return Endpoint("address", d.name, d.vlan, d.address)
 
 
-def compile_probes(policy: Policy) -> list[dict[str, Any]]:
-    probes: list[dict[str, Any]] = []
+def compile_probes(policy: Policy) -> list[Probe]:
+    probes: list[Probe] = []
 
-    def add(
-        src: dict[str, Any], dst: dict[str, Any], port: int, proto: str, why: str, dst_class: str
-    ) -> None:
+    def add(src: ProbeEnd, dst: ProbeEnd, port: int, proto: str, why: str, dst_class: str) -> None:
         verdict = decide(policy, _ep(policy, src), _ep(policy, dst), (port, proto))
-        src_class = src["vlan"] if src["name"] != GATEWAY else GATEWAY
-        if dst.get("hostname") and not dst.get("address"):  # resolved first, as the source would
-            own = policy.vlans[src["vlan"]].gateway if src_class != GATEWAY else "127.0.0.1"
-            dst = {**dst, "resolver": own}
+        src_class = src.vlan if src.name != GATEWAY else GATEWAY
+        if dst.hostname and not dst.address:  # resolved first, as the source would
+            own = policy.vlans[str(src.vlan)].gateway if src_class != GATEWAY else "127.0.0.1"
+            dst = dst.model_copy(update={"resolver": own})
         probes.append(
-            {
-                "id": f"{src['name']}>{_label(src, dst)}:{port}/{proto}",
-                "from": src,
-                "to": dst,
-                "port": port,
-                "proto": proto,
-                "kind": _kind(port, proto),
-                "expect": verdict.verdict,
-                "flow": verdict.flow,
-                "counter": None
+            Probe(
+                id=f"{src.name}>{_label(src, dst)}:{port}/{proto}",
+                source=src,
+                to=dst,
+                port=port,
+                proto=proto,
+                kind=_kind(port, proto),
+                expect=verdict.verdict,
+                flow=verdict.flow,
+                counter=None
                 if verdict.verdict == "accept"
-                else drop_counter_for(policy, src_class, dst_class),
-                "why": why,
-            }
+                else drop_counter_for(policy, str(src_class), dst_class),
+                why=why,
+            )
         )
 
     for i, f in enumerate(policy.network.flows):
         src = _rep(policy, f.source, None)
-        dst = _rep(policy, f.to, src.get("vlan"))
+        dst = _rep(policy, f.to, src.vlan)
         for port, proto in flow_ports(policy, f):
             add(src, dst, port, proto, f"flows[{i}] must pass", _dst_class(dst))
 
     gw_ports = sorted(
         {pp for f in policy.network.flows if f.to == GATEWAY for pp in flow_ports(policy, f)}
     )
-    wan = {"name": WAN, "vlan": None, "address": None}
+    wan = ProbeEnd(name=WAN, vlan=None, address=None)
     for v in policy.network.vlans:
         src = _rep(policy, v.name, None)
         for port, proto in PROBE_PORTS:
@@ -145,13 +183,11 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
                         f"sinkhole VLAN {v.name} must not use DNS on VLAN {other.name}'s gateway address",
                         GATEWAY,
                     )
-            resolver = {
-                "name": "outside-resolver",
-                "vlan": None,
-                "address": policy.network.wan.resolvers[0]
-                if policy.network.wan.resolvers
-                else None,
-            }
+            resolver = ProbeEnd(
+                name="outside-resolver",
+                vlan=None,
+                address=policy.network.wan.resolvers[0] if policy.network.wan.resolvers else None,
+            )
             add(
                 src,
                 resolver,
@@ -184,10 +220,10 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
                         other.name,
                     )
                     break
-    gw_src = {"name": GATEWAY, "vlan": None, "address": None}
+    gw_src = ProbeEnd(name=GATEWAY, vlan=None, address=None)
     add(
         gw_src,
-        {"name": "phone-home", "vlan": None, "address": None},
+        ProbeEnd(name="phone-home", vlan=None, address=None),
         443,
         "tcp",
         "the gateway's own egress is allowlisted: hub and management only",
@@ -196,20 +232,20 @@ def compile_probes(policy: Policy) -> list[dict[str, Any]]:
     return probes
 
 
-def _label(src: dict[str, Any], dst: dict[str, Any]) -> str:
+def _label(src: ProbeEnd, dst: ProbeEnd) -> str:
     """How a probe names its target: a gateway address on another VLAN shows its address."""
-    if dst["name"] == GATEWAY and dst.get("vlan") and dst["vlan"] != src.get("vlan"):
-        return f"gateway@{dst['address']}"
-    return str(dst["name"])
+    if dst.name == GATEWAY and dst.vlan and dst.vlan != src.vlan:
+        return f"gateway@{dst.address}"
+    return dst.name
 
 
-def _dst_class(dst: dict[str, Any]) -> str:
-    if dst["name"] == GATEWAY:
+def _dst_class(dst: ProbeEnd) -> str:
+    if dst.name == GATEWAY:
         return GATEWAY
-    return str(dst["vlan"]) if dst.get("vlan") else WAN
+    return dst.vlan or WAN
 
 
 def render_probes(policy: Policy) -> bytes:
     """probes.json: one probe per line, so a diff of two renders reads probe by probe."""
-    lines = ",\n".join(json.dumps(p, sort_keys=True) for p in compile_probes(policy))
+    lines = ",\n".join(json.dumps(p.doc(), sort_keys=True) for p in compile_probes(policy))
     return f'{{"site": {json.dumps(policy.site.site.id)}, "probes": [\n{lines}\n]}}\n'.encode()

@@ -24,7 +24,7 @@ class Record(BaseModel):
 
     def to_doc(self) -> dict[str, Any]:
         """The record as JSON-ready data (what `--json` prints and files hold)."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def first_error(e: ValidationError) -> str:

@@ -85,12 +85,12 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
         _say("4. Prove it with real packets (cell probe)")
         print("  Allowed flows must be answered. Dropped flows must go unanswered AND raise their")
         print("  named drop counter: silence alone proves nothing.\n")
-        doc = run_probes(compile_probes(policy), Env(info.gateway, info.vlan_netns, info.outside))
-        print(format_results(doc))
-        leaks = [r for r in doc["results"] if r["expect"] == "drop" and r["got"] == "accept"]
-        cams = [r for r in doc["results"] if r["from"].startswith("cam") and r["expect"] == "drop"]
+        run = run_probes(compile_probes(policy), Env(info.gateway, info.vlan_netns, info.outside))
+        print(format_results(run))
+        leaks = [r for r in run.results if r.expect == "drop" and r.got == "accept"]
+        cams = [r for r in run.results if r.source.startswith("cam") and r.expect == "drop"]
         _say("5. What this shows")
-        verdict = "◆ DATA · SOVEREIGN ◆" if doc["ok"] else "✗ NOT SOVEREIGN: see the ✗ rows above"
+        verdict = "◆ DATA · SOVEREIGN ◆" if run.ok else "✗ NOT SOVEREIGN: see the ✗ rows above"
         print(f"  {verdict}")
         print(
             f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
@@ -100,7 +100,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
                 f"\n  The lab is still up. Look around:  ip netns exec {info.gateway} nft list ruleset"
             )
             print(f"  Remove it with:  .venv/bin/cell lab down --repo {path}")
-        return 0 if doc["ok"] else 3
+        return 0 if run.ok else 3
     finally:
         if not keep:
             lab_down(policy.site.site.id)

@@ -79,9 +79,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
             else "probing from the VLANs needs the lab (--lab)"
         )
         raise _usage(f"no lab is up for site {policy.site.site.id}: {hint}")
-    doc = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
-    emit(args, doc, format_results(doc))
-    return 0 if doc["ok"] else 3
+    run = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+    emit(args, run.to_doc(), format_results(run))
+    return 0 if run.ok else 3
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

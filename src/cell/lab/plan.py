@@ -19,11 +19,14 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from policies import Policy
 from policies.flows import GATEWAY, WAN, flow_ports, probe_address
 from policies.types import ipv4_or_none
+
+if TYPE_CHECKING:
+    from firewall.probes import Probe
 
 LAB_BASE = "/run/cell-lab"
 WAN_SIDE = "198.18.0.1"
@@ -186,14 +189,10 @@ def _target_ports(policy: Policy) -> defaultdict[str, set[PortProto]]:
         if where:
             out[where].update(flow_ports(policy, f))
     for p in _probes(policy):
-        dst = p["to"]
-        where = (
-            GATEWAY
-            if dst["name"] == GATEWAY
-            else dst.get("vlan") or (WAN if dst["name"] == WAN else None)
-        )
+        dst = p.to
+        where = GATEWAY if dst.name == GATEWAY else dst.vlan or (WAN if dst.name == WAN else None)
         if where:
-            out[where].add((int(p["port"]), str(p["proto"])))
+            out[where].add((p.port, p.proto))
     return out
 
 
@@ -205,10 +204,8 @@ def _where(policy: Policy, to: str) -> str | None:
     return None
 
 
-def _probes(policy: Policy) -> list[dict[str, Any]]:
-    """The probe matrix when the firewall package can compile it; the flows alone otherwise."""
-    try:
-        from firewall.probes import compile_probes
-    except ImportError:
-        return []
+def _probes(policy: Policy) -> list[Probe]:
+    """The probe matrix: the lab answers on every port a probe uses."""
+    from firewall.probes import compile_probes
+
     return compile_probes(policy)

@@ -15,9 +15,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from cell.status.probe import ProbeResult, ProbeRun
 from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
 from firewall.nft import NftBackend, backend
+from firewall.probes import Probe, ProbeEnd
 
 TIMEOUT = 2.0
 GRACE = 0.15  # after the counter rises, how long we still listen for a (leaked) answer
@@ -87,17 +89,17 @@ def _spawn(netns: str, kind: str, src: str | None, dst: str, port: int) -> Futur
         return failed
 
 
-def _address(probe_end: dict[str, Any], env: Env, expect: str) -> str | None:
+def _address(probe_end: ProbeEnd, env: Env, expect: str) -> str | None:
     """The concrete address of a probe's target; outside ones come from the environment.
 
     An allowed flow to `wan` goes to an ordinary Internet host; a flow that must be dropped goes to
     the phone-home server, whose own connection log then shows any leak a second time.
     """
-    if probe_end.get("address"):
-        return str(probe_end["address"])
-    if probe_end.get("hostname"):
-        return f"name:{probe_end.get('resolver', '127.0.0.1')}@{probe_end['hostname']}"
-    name = probe_end["name"]
+    if probe_end.address:
+        return probe_end.address
+    if probe_end.hostname:
+        return f"name:{probe_end.resolver or '127.0.0.1'}@{probe_end.hostname}"
+    name = probe_end.name
     out = env.outside
     if name == "wan" and expect == "accept":
         key = "internet"
@@ -112,32 +114,26 @@ def _address(probe_end: dict[str, Any], env: Env, expect: str) -> str | None:
     return str(out[key]) if out.get(key) else None
 
 
-def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
-    src, dst = probe["from"], probe["to"]
-    netns = env.gateway if src["name"] == "gateway" else env.vlans.get(src["vlan"], "")
-    dst_addr = _address(dst, env, probe["expect"])
-    label = {
-        "from": src["name"],
-        "to": probe["id"].split(">", 1)[1],
-        "expect": probe["expect"],
-    }
+def run_probe(probe: Probe, env: Env) -> ProbeResult:
+    src, dst = probe.source, probe.to
+    netns = env.gateway if src.name == "gateway" else env.vlans.get(str(src.vlan), "")
+    dst_addr = _address(dst, env, probe.expect)
+
+    def result(got: str, ok: bool, evidence: str) -> ProbeResult:
+        to = probe.id.split(">", 1)[1]
+        return ProbeResult(
+            source=src.name, to=to, expect=probe.expect, got=got, ok=ok, evidence=evidence,
+            id=probe.id, counter=probe.counter,
+        )  # fmt: skip
+
     if not netns or not dst_addr:
-        return {
-            **label,
-            "got": "not run",
-            "ok": False,
-            "evidence": "no namespace or address for this probe",
-        }
-    counter = probe.get("counter")
+        return result("not run", False, "no namespace or address for this probe")
+    counter = probe.counter
     nft = env.nft
     before = nft.read_counters().get(counter, 0) if counter else 0
     t0 = time.monotonic()
     answer_of = _spawn(
-        netns,
-        probe["kind"],
-        src.get("address") if src["name"] != "gateway" else None,
-        dst_addr,
-        probe["port"],
+        netns, probe.kind, src.address if src.name != "gateway" else None, dst_addr, probe.port
     )
     answer, rose_at, after = "", None, before
     while True:
@@ -162,7 +158,7 @@ def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
     if counter and rose_at is None:
         after = nft.read_counters().get(counter, 0)
     got = "accept" if answer and not answer.startswith("error") else "drop"
-    if probe["expect"] == "accept":
+    if probe.expect == "accept":
         ok = got == "accept"
         evidence = (
             f"{answer} in {ms:.0f} ms"
@@ -178,31 +174,22 @@ def run_probe(probe: dict[str, Any], env: Env) -> dict[str, Any]:
             evidence = f"no answer; counter {counter} +{rose}"
         else:
             evidence = f"no answer, but counter {counter} did not rise: not proof of a drop"
-    return {
-        **label,
-        "got": got,
-        "ok": ok,
-        "evidence": evidence,
-        "id": probe["id"],
-        "counter": counter,
-    }
+    return result(got, ok, evidence)
 
 
-def run_probes(probes: list[dict[str, Any]], env: Env) -> dict[str, Any]:
+def run_probes(probes: list[Probe], env: Env) -> ProbeRun:
     results = [run_probe(p, env) for p in probes]
-    return {"ok": all(r["ok"] for r in results), "results": results}
+    return ProbeRun(ok=all(r.ok for r in results), results=results)
 
 
-def format_results(doc: dict[str, Any]) -> str:
+def format_results(run: ProbeRun) -> str:
     rows = [f"{'':2}{'from':<12} {'to':<28} {'expect':<7} {'got':<7} evidence"]
-    for r in doc["results"]:
-        mark = "✓" if r["ok"] else "✗"
-        rows.append(
-            f"{mark:2}{r['from']:<12} {r['to']:<28} {r['expect']:<7} {r['got']:<7} {r['evidence']}"
-        )
-    bad = sum(1 for r in doc["results"] if not r["ok"])
+    for r in run.results:
+        mark = "✓" if r.ok else "✗"
+        rows.append(f"{mark:2}{r.source:<12} {r.to:<28} {r.expect:<7} {r.got:<7} {r.evidence}")
+    bad = len(run.failed)
     rows.append("")
     rows.append(
-        f"{len(doc['results'])} flows probed: " + ("all hold" if not bad else f"{bad} MISBEHAVE")
+        f"{len(run.results)} flows probed: " + ("all hold" if not bad else f"{bad} MISBEHAVE")
     )
     return "\n".join(rows)
