@@ -25,6 +25,7 @@ from policies.types import (
     PortProto,
     SiteId,
     Size,
+    TimeZone,
     TopicFilter,
     TopicPrefix,
     Username,
@@ -43,6 +44,11 @@ class SiteInfo(Strict):
         description="Short stable id: [a-z0-9-], 1..32 chars; used in names and prefixes."
     )
     name: FreeText = Field(description="Human name of the site, shown in the console.")
+    timezone: TimeZone = Field(
+        default="UTC",
+        description="IANA time zone of the site (e.g. Europe/Lisbon): 'today' in counts and"
+        " reports is the site's calendar day in this zone.",
+    )
 
 
 class Tls(Strict):
