@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from firewall.compile import HUB_BRIDGE_SET, TABLE, TABLE_FAMILY, hub_mgmt_set
 from policies.confline import lines, safe, why
 from policies.flows import GATEWAY, flow_ports, resolve
+from policies.layout import DNS_LOG
 
 if TYPE_CHECKING:
     from policies import Policy
@@ -38,7 +39,7 @@ LOOPBACK = "127.0.0.1"
 
 def log_relative(instance: str) -> str:
     """The query log of `instance` ('sinkhole' or 'resolver'), relative to `layout.state`."""
-    return f"dnsmasq/{instance}.log"
+    return DNS_LOG.format(instance=instance)
 
 
 def pid_relative(instance: str) -> str:

@@ -33,5 +33,12 @@ class Layout:
         """The directory for runtime state (password file, logs, pid files, counters)."""
         return self.path(self.state_dir)
 
+    def dns_log(self, instance: str) -> str:
+        """The query log of dnsmasq `instance` ('sinkhole' or 'resolver'), read by the Cell."""
+        return f"{self.state}/{DNS_LOG.format(instance=instance)}"
+
+
+DNS_LOG = "dnsmasq/{instance}.log"
+"""Where each dnsmasq instance logs its queries (`log-facility`), relative to the state dir."""
 
 DEFAULT_LAYOUT = Layout()
