@@ -64,10 +64,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from cell import verify_cli
     from cell.lab import lab_status
     from cell.probe import Env, format_results, run_probes
     from firewall.probes import compile_probes
 
+    if verify_cli.probe_history_requested(args):
+        return verify_cli.cmd_probe_history(args)
     policy = load(args)
     lab = lab_status(policy.site.site.id)
     if lab is None:
@@ -78,6 +81,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         )
         raise _usage(f"no lab is up for site {policy.site.site.id}: {hint}")
     doc = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+    verify_cli.record_probe(args, doc)
     emit(args, doc, format_results(doc))
     return 0 if doc["ok"] else 3
 
@@ -156,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--lab", action="store_true", help="probe the lab site (the only mode this build supports)"
     )
+    from cell.verify_cli import add_probe_history, add_verify_commands
+
+    add_probe_history(sp)
+    add_verify_commands(sub)
 
     from cell.apply_cli import add_apply_commands
     from cell.lab.cli import add_lab_commands

@@ -29,6 +29,7 @@ BUSY_MS = 10_000
 DAY = 86_400
 
 SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE position (
     source TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL, ts REAL NOT NULL
 );
@@ -145,6 +146,11 @@ class Store:
         self.conn.execute("PRAGMA incremental_vacuum")
         return n
 
+    def created(self) -> float:
+        """When this store was created (epoch seconds): no day before it can have data."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'created'").fetchone()
+        return float(row[0]) if row else 0.0
+
     def size(self) -> int:
         """Bytes on disk: the database and its WAL."""
         return sum(
@@ -184,6 +190,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            conn.execute("INSERT INTO meta VALUES ('created', ?)", (str(time.time()),))
             conn.execute(f"PRAGMA user_version={VERSION}")
         conn.execute("COMMIT")
     except BaseException:
