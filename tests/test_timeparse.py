@@ -48,3 +48,15 @@ def test_parse_day() -> None:
     for bad in ("2026-12-32", "2026-1-2", "today"):
         with pytest.raises(UsageError, match="YYYY-MM-DD"):
             parse_day(bad)
+
+
+def test_relative_times_survive_argparse() -> None:
+    from cell.timeparse import join_time_flags
+
+    assert join_time_flags(["pcap", "--since", "-2h", "--until", "-1h", "--json"]) == [
+        "pcap",
+        "--since=-2h",
+        "--until=-1h",
+        "--json",
+    ]
+    assert join_time_flags(["log", "--since"]) == ["log", "--since"]

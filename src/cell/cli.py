@@ -200,8 +200,10 @@ def _error_doc(e: CellError) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cell.timeparse import join_time_flags
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_time_flags(sys.argv[1:] if argv is None else argv))
     try:
         code: int = args.handler(args)
         return code

@@ -8,6 +8,7 @@ on the wall of the site. Every result is an aware datetime in UTC. Pure: `now` i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from cell.errors import UsageError
@@ -57,3 +58,19 @@ def parse_day(text: str, what: str = "--day") -> date:
 def iso_z(t: datetime) -> str:
     """`2026-12-02T03:10:00Z`: how every command prints a time."""
     return t.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+TIME_FLAGS = ("--since", "--until")
+
+
+def join_time_flags(argv: Sequence[str]) -> list[str]:
+    """`--since -2h` as `--since=-2h`: argparse would take `-2h` for an option of its own."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in TIME_FLAGS:
+            value = next(it, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
