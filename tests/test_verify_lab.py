@@ -223,3 +223,37 @@ def test_bad_input_is_one_line_and_exit_2(lab: tuple[Policy, LabInfo, Path]) -> 
         r = cell(repo, *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_rotation_by_sigusr2_loses_nothing(
+    lab: tuple[Policy, LabInfo, Path], tmp_path: Path
+) -> None:
+    from cell.store import open_store
+    from cell.store.dns import recent_events
+    from cell.verify.sinkhole import ingest, rotate_log
+    from cell.verify.site import log_sources, site_zone
+
+    policy, info, _ = lab
+    ns, src = cam(info)
+    gw = policy.vlans["cameras"].gateway
+    name = unique("rotated")
+    sinkhole, _ = log_sources(policy, info.layout)
+    pid = procs.read_pid(pidfile(lab_target(info), "sinkhole"))
+    assert pid is not None
+    tz = site_zone(policy)
+    with open_store(tmp_path) as store:
+        assert ask(ns, src, gw, [(name, 1)] * 100) == (100, 100)
+        ingest(store, [sinkhole], tz)
+        assert not rotate_log(store, sinkhole, pid)  # small: stays
+        assert ask(ns, src, gw, [(name, 1)] * 10) == (10, 10)
+        assert not rotate_log(store, sinkhole, pid, at=0)  # not wholly read yet: stays
+        ingest(store, [sinkhole], tz)
+        old = sinkhole.path.stat().st_ino
+        assert rotate_log(store, sinkhole, pid, at=0)
+        assert sinkhole.path.stat().st_ino != old
+        assert ask(ns, src, gw, [(name, 28)] * 50) == (50, 50)
+        assert name in sinkhole.path.read_text()  # dnsmasq writes to the new file
+        got = ingest(store, [sinkhole], tz)
+        assert not got.lost
+        events = recent_events(store, 0, [src], 100_000)
+        assert sum(e.name == name for e in events) == 160

@@ -161,8 +161,10 @@ def _now() -> float:
     return time.time()
 
 
-def rotate_log(store: Store, source: LogSource, pid: int, timeout: float = 2.0) -> bool:
-    """Start a new log file if the current one is past ROTATE_AT and fully read.
+def rotate_log(
+    store: Store, source: LogSource, pid: int, *, at: int = ROTATE_AT, timeout: float = 2.0
+) -> bool:
+    """Start a new log file if the current one is past `at` bytes and fully read.
 
     dnsmasq's documented way: rename the file, create the new one with the old owner, SIGUSR2
     (dnsmasq reopens its log-facility file). The reader finishes `FILE.1` before the new file.
@@ -174,7 +176,7 @@ def rotate_log(store: Store, source: LogSource, pid: int, timeout: float = 2.0) 
     except FileNotFoundError:
         return False
     pos = read_position(store, source.key)
-    if st.st_size < ROTATE_AT or pos is None or (pos.inode, pos.offset) != (st.st_ino, st.st_size):
+    if st.st_size < at or pos is None or (pos.inode, pos.offset) != (st.st_ino, st.st_size):
         return False
     source.path.replace(source.path.with_name(source.path.name + ".1"))
     fd = os.open(source.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o777)
