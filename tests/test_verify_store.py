@@ -243,3 +243,12 @@ def test_the_store_is_wal_and_versioned(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="newer"):
         open_store(tmp_path)
     assert (tmp_path / "cell.db").exists()
+
+
+def test_retention_comes_from_network_yaml() -> None:
+    from cell.verify.site import retention_of
+    from conftest import EXAMPLE
+    from policies import load_policy
+
+    r = retention_of(load_policy(EXAMPLE))
+    assert (r.dns_events, r.daily) == (7 * 86400, 400 * 86400)

@@ -55,8 +55,9 @@ def _where(args: argparse.Namespace) -> Where:
 
 def _open(w: Where) -> Store:
     from cell.store import open_store
+    from cell.verify.site import retention_of
 
-    return open_store(w.state)
+    return open_store(w.state, retention_of(w.policy))
 
 
 def _day(args: argparse.Namespace, w: Where, store: Store) -> tuple[str, bool]:
@@ -86,6 +87,7 @@ def cmd_dns_stats(args: argparse.Namespace) -> int:
     w = _where(args)
     with _open(w) as store:
         ingest(store, log_sources(w.policy, w.layout), w.tz)
+        store.prune()
         day, today = _day(args, w, store)
         blocked, forwarded = day_totals(store, day)
         clients = []
@@ -203,6 +205,7 @@ def cmd_drops(args: argparse.Namespace) -> int:
     w = _where(args)
     with _open(w) as store:
         poll_drops(store, w.netns, w.tz)
+        store.prune()
         day, today = _day(args, w, store)
         drops = [
             {"source": s, "dest": d, "packets": p, "bytes": b}

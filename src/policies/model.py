@@ -150,12 +150,24 @@ class Flow(Strict):
     )
 
 
+class DnsRetention(Strict):
+    events: Duration = Field(
+        default="7d", description="How long each counted query is kept (`cell dns log`)."
+    )
+    daily: Duration = Field(
+        default="400d", description="How long daily counts per (client, name) are kept."
+    )
+
+
 class Dns(Strict):
     sinkhole: list[Name] = Field(
         default=[], description="VLANs whose every query is answered locally."
     )
     local_names: dict[Hostname, IPv4] = Field(
         default={}, description="Names the sinkhole answers with an address."
+    )
+    retention: DnsRetention = Field(
+        default=DnsRetention(), description="How long the Cell keeps what the sinkhole counted."
     )
 
 

@@ -125,20 +125,26 @@ class Store:
         old_day = time.strftime("%Y-%m-%d", time.gmtime(now - r.daily))
         with self.write() as c:
             n = c.execute("DELETE FROM dns_event WHERE ts < ?", (now - r.dns_events,)).rowcount
-            (count,) = c.execute("SELECT count(*) FROM dns_event").fetchone()
-            if count > r.dns_events_max:
+            (low, high) = c.execute("SELECT min(id), max(id) FROM dns_event").fetchone()
+            if high is not None and high - low + 1 > r.dns_events_max:  # ids only grow: O(1)
                 n += c.execute(
-                    "DELETE FROM dns_event WHERE id <= (SELECT max(id) FROM dns_event) - ?",
-                    (r.dns_events_max,),
+                    "DELETE FROM dns_event WHERE id <= ?", (high - r.dns_events_max,)
                 ).rowcount
             # Days are the site's; a UTC day string a day off at the edge is of no consequence.
             for table in ("dns_daily", "drop_daily"):
                 n += c.execute(f"DELETE FROM {table} WHERE day < ?", (old_day,)).rowcount
-            n += c.execute("DELETE FROM dns_first_seen WHERE last < ?", (now - r.daily,)).rowcount
-            n += c.execute(
-                "DELETE FROM dns_name WHERE id NOT IN (SELECT name FROM dns_first_seen)"
-                " AND id NOT IN (SELECT name FROM dns_event)"
+            pairs = c.execute(
+                "DELETE FROM dns_first_seen WHERE last < ?", (now - r.daily,)
             ).rowcount
+            if pairs:  # rare: only then can a name have lost its last reference
+                n += (
+                    pairs
+                    + c.execute(
+                        "DELETE FROM dns_name WHERE id NOT IN (SELECT name FROM dns_first_seen)"
+                        " AND id NOT IN (SELECT name FROM dns_event)"
+                        " AND id NOT IN (SELECT name FROM dns_daily)"
+                    ).rowcount
+                )
             n += c.execute("DELETE FROM probe_run WHERE ts < ?", (now - r.probe_runs,)).rowcount
             n += c.execute(
                 "DELETE FROM probe_change WHERE ts < ?", (now - r.probe_changes,)

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from cell.store.db import Retention
 from cell.verify.sinkhole import LogSource
+from policies.types import duration_seconds
 
 if TYPE_CHECKING:
     from policies import Policy
@@ -17,6 +19,12 @@ if TYPE_CHECKING:
 
 def site_zone(policy: Policy) -> ZoneInfo:
     return ZoneInfo(policy.site.site.timezone)
+
+
+def retention_of(policy: Policy) -> Retention:
+    """The store's retention: `dns.retention` of network.yaml, the defaults for the rest."""
+    r = policy.network.dns.retention
+    return Retention(dns_events=duration_seconds(r.events), daily=duration_seconds(r.daily))
 
 
 def attribute(policy: Policy, address: str) -> tuple[str | None, str | None]:
