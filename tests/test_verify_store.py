@@ -178,7 +178,7 @@ def test_day_is_the_site_calendar_day(tmp_path: Path) -> None:
 
 def test_retention_bounds_the_events(tmp_path: Path) -> None:
     (tmp_path / "sinkhole.log").write_text(
-        "".join(line(i, "10.10.0.11", "a.example") for i in range(50))
+        "".join(line(i, "10.10.0.11", f"n{i}.example") for i in range(50))
     )
     with open_store(tmp_path, Retention(dns_events_max=10)) as store:
         ingest(store, sources(tmp_path), UTC)

@@ -174,7 +174,7 @@ def cmd_dns_log(args: argparse.Namespace) -> int:
     with _open(w) as store:
         ingest(store, log_sources(w.policy, w.layout), w.tz)
         events = recent_events(store, since.timestamp(), clients, args.limit)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in events:
         host, vlan = attribute(w.policy, e.client)
         rows.append(
@@ -186,12 +186,15 @@ def cmd_dns_log(args: argparse.Namespace) -> int:
                 "name": e.name,
                 "type": e.qtype,
                 "action": "forwarded" if e.forwarded else "blocked",
+                "count": e.count,
             }
         )
     doc = {"since": iso_z(since), "events": rows}
     text = "\n".join(
         f"{r['ts']}  {r['host'] or 'unknown'}/{r['vlan'] or '?'} {r['client']:<15} {r['type']:<6}"
-        f" {r['name']}" + ("  FORWARDED" if r["action"] == "forwarded" else "")
+        f" {r['name']}"
+        + (f" ×{r['count']}" if r["count"] > 1 else "")
+        + ("  FORWARDED" if r["action"] == "forwarded" else "")
         for r in rows
     )
     emit(args, doc, text or f"no queries since {iso_z(since)}")
@@ -219,12 +222,13 @@ def cmd_drops(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_history(args: argparse.Namespace) -> int:
-    from cell.store.probes import probe_runs
+    from cell.store.probes import probe_changes, probe_runs
 
     w = _where(args)
     since = parse_time(args.since, tz=w.tz, what="--since") if args.since else None
     with _open(w) as store:
         runs = probe_runs(store, since.timestamp() if since else 0.0)
+        changes = probe_changes(store, since.timestamp() if since else 0.0)
     doc: dict[str, list[dict[str, Any]]] = {
         "runs": [
             {
@@ -235,7 +239,11 @@ def cmd_probe_history(args: argparse.Namespace) -> int:
                 "failed": r.failed,
             }
             for r in runs
-        ]
+        ],
+        "changes": [
+            {"ts": iso_z(_utc(ts)), "flow": flow, "holds": holds, "evidence": evidence}
+            for ts, flow, holds, evidence in changes
+        ],
     }
     text = "\n".join(
         f"{r['ts']}  {(r['commit'] or 'unknown')[:12]:<12}  {r['flows']} flows  "

@@ -36,7 +36,7 @@ CREATE TABLE position (
 CREATE TABLE dns_name (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE dns_event (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, client TEXT NOT NULL, name INTEGER NOT NULL,
-    qtype TEXT NOT NULL, forwarded INTEGER NOT NULL
+    qtype TEXT NOT NULL, forwarded INTEGER NOT NULL, n INTEGER NOT NULL
 );
 CREATE INDEX dns_event_ts ON dns_event (ts);
 CREATE TABLE dns_daily (

@@ -7,9 +7,10 @@ Days are the site's calendar days (`tz`), fixed when an event is recorded.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -26,6 +27,8 @@ class DnsEvent:
     qtype: str
     forwarded: bool = False
     """True for a query that dnsmasq forwarded upstream (from a sinkhole VLAN: a finding)."""
+    count: int = 1
+    """How many identical queries (same second, client, name, type) this event stands for."""
 
 
 @dataclass(frozen=True)
@@ -62,17 +65,30 @@ def _save_position(c: sqlite3.Connection, source: str, pos: Position, now: float
 
 def _name_ids(c: sqlite3.Connection, names: set[str]) -> dict[str, int]:
     c.executemany("INSERT OR IGNORE INTO dns_name (name) VALUES (?)", [(n,) for n in names])
-    out: dict[str, int] = {}
-    for name in names:
-        (i,) = c.execute("SELECT id FROM dns_name WHERE name = ?", (name,)).fetchone()
-        out[name] = int(i)
-    return out
+    rows = c.execute(
+        "SELECT name, id FROM dns_name WHERE name IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(names)),),
+    )
+    return {str(n): int(i) for n, i in rows}
+
+
+def _known_pairs(c: sqlite3.Connection, pairs: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
+    rows = c.execute(
+        "SELECT f.client, f.name FROM json_each(?) j JOIN dns_first_seen f"
+        " ON f.client = j.value ->> 0 AND f.name = j.value ->> 1",
+        (json.dumps(list(pairs)),),
+    )
+    return {(str(a), int(b)) for a, b in rows}
 
 
 def record_dns(
     store: Store, source: str, events: Sequence[DnsEvent], pos: Position, tz: tzinfo, now: float
 ) -> list[NewPair]:
-    """Count `events` and move `source`'s position to `pos`, all or nothing."""
+    """Count `events` and move `source`'s position to `pos`, all or nothing.
+
+    Identical queries in the same second (same client, name, type) are one row with a count:
+    dnsmasq stamps to the second, so nothing is lost, and a device hammering one name costs a
+    row per second, not per query."""
     days: dict[int, str] = {}
 
     def day_of(ts: float) -> str:
@@ -81,39 +97,40 @@ def record_dns(
             days[minute] = datetime.fromtimestamp(minute * 60, tz).date().isoformat()
         return days[minute]
 
-    new: list[NewPair] = []
+    same: Counter[tuple[float, str, str, str, bool]] = Counter(
+        (e.ts, e.client, e.name, e.qtype, e.forwarded) for e in events
+    )
     with store.write() as c:
         ids = _name_ids(c, {e.name for e in events})
         c.executemany(
-            "INSERT INTO dns_event (ts, client, name, qtype, forwarded) VALUES (?, ?, ?, ?, ?)",
-            [(e.ts, e.client, ids[e.name], e.qtype, int(e.forwarded)) for e in events],
+            "INSERT INTO dns_event (ts, client, name, qtype, forwarded, n) VALUES (?, ?, ?, ?, ?, ?)",
+            [(ts, cl, ids[nm], qt, int(fw), n) for (ts, cl, nm, qt, fw), n in same.items()],
         )
         blocked: Counter[tuple[str, str, int]] = Counter()
         forwarded: Counter[tuple[str, str, int]] = Counter()
         seen: dict[tuple[str, int], tuple[float, float]] = {}
-        for e in events:
-            key = (day_of(e.ts), e.client, ids[e.name])
-            (forwarded if e.forwarded else blocked)[key] += 1
-            first, last = seen.get((e.client, ids[e.name]), (e.ts, e.ts))
-            seen[(e.client, ids[e.name])] = (min(first, e.ts), max(last, e.ts))
+        for (ts, client, name, _, fw), n in same.items():
+            key = (day_of(ts), client, ids[name])
+            (forwarded if fw else blocked)[key] += n
+            first, last = seen.get((client, ids[name]), (ts, ts))
+            seen[(client, ids[name])] = (min(first, ts), max(last, ts))
         c.executemany(
             "INSERT INTO dns_daily VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
             " blocked = blocked + excluded.blocked, forwarded = forwarded + excluded.forwarded",
             [(*k, blocked[k], forwarded[k]) for k in blocked.keys() | forwarded.keys()],
         )
         names = {i: n for n, i in ids.items()}
-        for (client, name), (first, last) in seen.items():
-            inserted = c.execute(
-                "INSERT INTO dns_first_seen VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (client, name, first, last),
-            ).rowcount
-            if inserted:
-                new.append(NewPair(client, names[name], first))
-            else:
-                c.execute(
-                    "UPDATE dns_first_seen SET last = max(last, ?) WHERE client = ? AND name = ?",
-                    (last, client, name),
-                )
+        known = _known_pairs(c, seen)
+        new = [
+            NewPair(client, names[name_id], first)
+            for (client, name_id), (first, _) in seen.items()
+            if (client, name_id) not in known
+        ]
+        c.executemany(
+            "INSERT INTO dns_first_seen VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " last = max(last, excluded.last)",
+            [(client, name_id, first, last) for (client, name_id), (first, last) in seen.items()],
+        )
         _save_position(c, source, pos, now)
     return sorted(new, key=lambda p: p.ts)
 
@@ -155,7 +172,7 @@ def recent_events(
 ) -> list[DnsEvent]:
     """Raw events since `since`, newest first (only as far back as retention keeps them)."""
     sql = (
-        "SELECT e.ts, e.client, n.name, e.qtype, e.forwarded FROM dns_event e"
+        "SELECT e.ts, e.client, n.name, e.qtype, e.forwarded, e.n FROM dns_event e"
         " JOIN dns_name n ON n.id = e.name WHERE e.ts >= ?"
     )
     params: list[object] = [since]
@@ -164,4 +181,6 @@ def recent_events(
         params += list(clients)
     sql += " ORDER BY e.ts DESC, e.id DESC LIMIT ?"
     rows = store.conn.execute(sql, (*params, limit)).fetchall()
-    return [DnsEvent(float(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4])) for r in rows]
+    return [
+        DnsEvent(float(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4]), int(r[5])) for r in rows
+    ]
