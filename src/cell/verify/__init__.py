@@ -1,0 +1,1 @@
+"""The egress verifier: the DNS sinkhole counter, the drop poller (see docs/verify.md)."""
