@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cell import procs
-from cell.apply import apply_lab, lab_target
+from cell.apply import apply_lab, apply_policy, lab_target
 from cell.lab import LabInfo, lab_down, lab_up
 from cell.services import pidfile, start_dnsmasq
 from firewall import apply as fw
@@ -164,7 +164,7 @@ def test_a_killed_reader_neither_loses_nor_double_counts(
 
 
 def test_drops_survive_a_reapply(lab: tuple[Policy, LabInfo, Path]) -> None:
-    _, info, repo = lab
+    policy, info, repo = lab
     ns, src = cam(info)
     phone_home = info.outside["phone_home"]
 
@@ -195,6 +195,11 @@ def test_drops_survive_a_reapply(lab: tuple[Policy, LabInfo, Path]) -> None:
     assert today() == before + 65
     text = cell(repo, "drops")
     assert f"cameras → wan: {before + 65} dropped today" in text.stdout
+    # `cell apply` polls right before it replaces the table: nothing between polls is lost.
+    send(7)
+    apply_policy(policy, lab_target(info))
+    assert fw.read_counters(info.gateway)["drop_cameras.wan"] == 0
+    assert today() == before + 72
 
 
 def test_probe_history(lab: tuple[Policy, LabInfo, Path]) -> None:

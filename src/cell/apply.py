@@ -74,6 +74,9 @@ def apply_policy(
     ) + [n for n in snap.files if n not in files]
     try:
         _install(files, target)
+        from cell.verify.drops import poll_before_apply
+
+        poll_before_apply(target.state, target.netns, policy)  # the old table's last counts
         fw.apply(files[RULESET], target.netns)
         dns = services.update_dnsmasq(target, set(changed), snap.touched)
         snap.touched["broker"] = "unknown"

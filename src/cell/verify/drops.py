@@ -6,12 +6,19 @@ handle, which changes when an apply replaces the table) handed to `cell.store.dr
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from datetime import tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cell.store.db import Store
 from cell.store.drops import CounterValue, record_drops
 from firewall import apply as fw
+
+if TYPE_CHECKING:
+    from policies import Policy
 
 
 def read_drop_counters(netns: str | None) -> tuple[int, dict[str, CounterValue]]:
@@ -36,3 +43,17 @@ def poll_drops(
     if not values:
         return {}
     return record_drops(store, generation, values, tz, time.time() if now is None else now)
+
+
+def poll_before_apply(state_dir: str | Path, netns: str | None, policy: Policy) -> None:
+    """Best effort, right before an apply replaces the table: store what its counters counted
+    since the last poll, which the new table would otherwise lose. History never blocks an
+    apply: a store that cannot be written is skipped."""
+    from cell.store import StoreError, open_store
+    from cell.verify.site import retention_of, site_zone
+
+    with (
+        contextlib.suppress(StoreError, sqlite3.Error, OSError),
+        open_store(state_dir, retention_of(policy)) as store,
+    ):
+        poll_drops(store, netns, site_zone(policy))
