@@ -252,3 +252,15 @@ def test_retention_comes_from_network_yaml() -> None:
 
     r = retention_of(load_policy(EXAMPLE))
     assert (r.dns_events, r.daily) == (7 * 86400, 400 * 86400)
+
+
+def test_a_table_restored_with_its_values_is_not_counted_twice(tmp_path: Path) -> None:
+    from cell.store.drops import rebase_drops
+
+    t = NOW.timestamp()
+    with open_store(tmp_path) as store:
+        record_drops(store, 7, {"drop_cameras.wan": CounterValue(5, 300)}, UTC, t)
+        # A failed apply puts the old table back (a new handle) with the values it had.
+        rebase_drops(store, 9, {"drop_cameras.wan": CounterValue(5, 300)}, t)
+        record_drops(store, 9, {"drop_cameras.wan": CounterValue(9, 500)}, UTC, t)
+        assert day_drops(store, "2026-12-02") == [("cameras", "wan", 9, 500)]

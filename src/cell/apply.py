@@ -163,7 +163,11 @@ def _restore(snap: _Snapshot, target: Target, policy: Policy) -> list[str]:
         if snap.table is None:
             fw.delete_table(target.netns)
         else:
+            from cell.verify.drops import poll_before_apply, rebase_after_restore
+
+            poll_before_apply(target.state, target.netns, policy)  # the failed table's counts
             fw.apply(fw.restore_document(snap.table), target.netns)
+            rebase_after_restore(target.state, target.netns, policy)  # old values: counted
     except CellError as e:
         trouble.append(f"nftables: {e}")
     for service in ("sinkhole", "resolver"):

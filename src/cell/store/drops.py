@@ -73,6 +73,20 @@ def record_drops(
     return deltas
 
 
+def rebase_drops(
+    store: Store, generation: int, values: Mapping[str, CounterValue], now: float
+) -> None:
+    """Take `values` as the new starting point without counting them: a table restored with the
+    counter values it had (an apply that failed and put the old table back) counts nothing new."""
+    with store.write() as c:
+        c.executemany(
+            "INSERT INTO drop_last VALUES (?, ?, ?, ?, ?) ON CONFLICT (counter) DO UPDATE SET"
+            " generation = excluded.generation, packets = excluded.packets,"
+            " bytes = excluded.bytes, ts = excluded.ts",
+            [(n, generation, v.packets, v.bytes, now) for n, v in values.items()],
+        )
+
+
 def day_drops(store: Store, day: str) -> list[tuple[str, str, int, int]]:
     """(source, destination class, packets, bytes) on `day`, most packets first."""
     rows = store.conn.execute(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cell.store.db import Store
-from cell.store.drops import CounterValue, record_drops
+from cell.store.drops import CounterValue, rebase_drops, record_drops
 from firewall import apply as fw
 
 if TYPE_CHECKING:
@@ -57,3 +57,18 @@ def poll_before_apply(state_dir: str | Path, netns: str | None, policy: Policy) 
         open_store(state_dir, retention_of(policy)) as store,
     ):
         poll_drops(store, netns, site_zone(policy))
+
+
+def rebase_after_restore(state_dir: str | Path, netns: str | None, policy: Policy) -> None:
+    """Best effort, right after a failed apply put the old table back with its counter values
+    (counted already, up to `poll_before_apply`): start from them without counting them again."""
+    from cell.store import StoreError, open_store
+    from cell.verify.site import retention_of
+
+    with (
+        contextlib.suppress(StoreError, sqlite3.Error, OSError),
+        open_store(state_dir, retention_of(policy)) as store,
+    ):
+        generation, values = read_drop_counters(netns)
+        if values:
+            rebase_drops(store, generation, values, time.time())
