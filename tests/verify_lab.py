@@ -42,7 +42,10 @@ def blast(
                 if qid in pending:
                     break
                 name, qtype = queries[i]
-                s.send(packet(name, qtype, qid))
+                try:
+                    s.send(packet(name, qtype, qid))
+                except ConnectionRefusedError:  # an earlier query's ICMP error, now reported
+                    s.send(packet(name, qtype, qid))
                 pending[qid] = time.monotonic()
                 sent, i = sent + 1, i + 1
             ready, _, _ = select.select([s], [], [], 0.2)
@@ -52,6 +55,8 @@ def blast(
                         reply = s.recv(4096)
                     except BlockingIOError:
                         break
+                    except ConnectionRefusedError:  # nothing listens (yet): no answer
+                        continue
                     (rid,) = struct.unpack(">H", reply[:2])
                     if pending.pop(rid, None) is not None:
                         answered += 1
