@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cell.timeparse import TimeError, parse_time
 from cell.verify.coverage import CoverageLog, coverage_of, iso
 from cell.verify.pcapread import complete_length, read_packets
-from cell.verify.pcaptime import TimeError, parse_time
 from cell.verify.pcapwindow import extract, select_files
 from cell.verify.pruner import Limits, chunk_for, plan_prune, prune, ring_files
 from cell.verify.ring import RingFile, list_ring, parse_name, spans
@@ -204,12 +204,12 @@ def test_select_files_takes_overlapping_files_with_slack_for_a_late_switch() -> 
 
 def test_times_iso_and_relative() -> None:
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-    assert parse_time("-2h", now) == now - 2 * H
-    assert parse_time("2026-12-02T10:00:00+01:00", now) == datetime(2026, 12, 2, 9, tzinfo=UTC)
-    assert parse_time("2026-12-02T10:00", now) == datetime(2026, 12, 2, 10, tzinfo=UTC)
+    assert parse_time("-2h", now=now) == now - 2 * H
+    assert parse_time("2026-12-02T10:00:00+01:00", now=now) == datetime(2026, 12, 2, 9, tzinfo=UTC)
+    assert parse_time("2026-12-02T10:00", now=now) == datetime(2026, 12, 2, 10, tzinfo=UTC)
     for bad in ("yesterday", "-2x", "2026-13-01", ""):
         with pytest.raises(TimeError) as e:
-            parse_time(bad, now)
+            parse_time(bad, now=now)
         assert e.value.exit_code == 2 and "ISO 8601" in str(e.value)
 
 

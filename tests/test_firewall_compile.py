@@ -54,7 +54,7 @@ def test_same_policy_same_bytes_replacing_only_our_table(policy: Policy) -> None
 
 def test_rule_count_does_not_grow_with_hosts(site: Site, policy: Policy) -> None:
     big = compile_ruleset(grow(site, 600))
-    assert rule_count(big) == rule_count(compile_ruleset(policy)) == 49
+    assert rule_count(big) == rule_count(compile_ruleset(policy)) == 85  # 36 of them log rules
     assert len(sets_of(big)["fwd_allow"]) == 600 + 3
 
 
@@ -71,12 +71,16 @@ def test_every_drop_class_has_its_counter_and_prefix(policy: Policy) -> None:
     objects = compile_ruleset(policy)
     counters = {o["counter"]["name"] for o in objects if "counter" in o}
     drops = {}
-    for o in objects:
-        expr = o.get("rule", {}).get("expr", [])
+    rules = [o["rule"]["expr"] for o in objects if "rule" in o]
+    for before, expr in itertools.pairwise(rules):
         if {"drop": None} in expr:
             names = [e["counter"] for e in expr if "counter" in e]
-            prefixes = [e["log"]["prefix"] for e in expr if "log" in e]
+            prefixes = [e["log"]["prefix"] for e in before if "log" in e]
             assert len(names) == len(prefixes) == 1, expr  # every drop counted and logged
+            # ... by the rule before it, with the same matches, at a limited rate.
+            assert [e for e in before if "match" in e] == [e for e in expr if "match" in e]
+            assert {"limit": {"rate": 10, "burst": 5, "per": "minute"}} in before
+            assert not any("log" in e for e in expr)
             drops[names[0]] = prefixes[0]
     pairs = drop_counters(policy)
     assert len({c.name for c in pairs}) == len(pairs) == 4 + 1 + 4 * 4 + 4 + 5
@@ -206,6 +210,8 @@ def evaluate(objects: list[Json], chain: str, pkt: dict[str, Any]) -> tuple[str,
         if o.get("rule", {}).get("chain") != chain:
             continue
         expr = o["rule"]["expr"]
+        if {"accept": None} not in expr and {"drop": None} not in expr:
+            continue  # a log rule: the packet goes on to the next rule
         if all(_matches(e["match"], pkt, sets) for e in expr if "match" in e):
             counter = next((e["counter"] for e in expr if "counter" in e), None)
             return ("accept" if {"accept": None} in expr else "drop"), counter

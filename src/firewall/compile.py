@@ -22,7 +22,8 @@ Each base chain (filter hook, priority 0, policy drop) runs, in order:
                 oifname WAN ip daddr @hub_bridge tcp dport PORT             gateway -> hub.bridge
                 oifname WAN ip daddr @hub_mgmt_N tcp dport PORT_N  gateway -> hub.management
   4. counted drops, one rule per (source class, destination class), matched by interface, with a
-     named counter and the log prefix "cell drop SRC>DST: "; then a catch-all before the policy.
+     named counter and the log prefix "cell drop SRC>DST: " (the log rate-limited, the counter
+     exact: `_log_limited`); then a catch-all before the policy.
 The hub rules exist only when a flow asks for them. So the rule count depends on the VLANs, the
 management endpoints and which kinds of hub flow exist, never on hosts or on how many flows:
 those are set elements.
@@ -203,6 +204,24 @@ def _dropped(chain: str, counter: str, label: str, *matches: Json) -> Json:
     return _rule(chain, *matches, {"counter": counter}, log, {"drop": None})
 
 
+LOG_LIMIT: Json = {"rate": 10, "burst": 5, "per": "minute"}
+"""Kernel log lines per counted drop rule: a chatty device must not flood the log."""
+
+
+def _log_limited(rule: Json) -> list[Json]:
+    """A counted drop as two rules: log at most LOG_LIMIT, then count and drop every packet.
+
+    One rule cannot do both: a `limit` that does not match ends the rule, so the packets over
+    the rate would skip its counter and drop. The counter and the drop stay exact."""
+    expr = rule["rule"]["expr"]
+    logs = [e for e in expr if "log" in e]
+    if not logs:
+        return [rule]
+    matches = [e for e in expr if "match" in e]
+    logged = {"rule": {**rule["rule"], "expr": [*matches, {"limit": dict(LOG_LIMIT)}, *logs]}}
+    return [logged, {"rule": {**rule["rule"], "expr": [e for e in expr if "log" not in e]}}]
+
+
 # --- the ruleset --------------------------------------------------------------------------------
 
 
@@ -212,7 +231,9 @@ def compile_ruleset(policy: Policy) -> list[Json]:
     sets = _sets(policy, allowed)
     # Rules share expression dicts while being built; copies keep callers' edits to themselves.
     rules = [
-        _fresh(r) for r in _input(policy) + _forward(policy, allowed) + _output(policy, allowed)
+        _fresh(r)
+        for rule in _input(policy) + _forward(policy, allowed) + _output(policy, allowed)
+        for r in _log_limited(rule)
     ]
     counters = sorted({e["counter"] for r in rules for e in r["rule"]["expr"] if "counter" in e})
     chains = [

@@ -146,6 +146,10 @@ def _statement(stmt: Json) -> str:
         return f"counter name {_quote(arg)}"
     if kind == "log":
         return f"log prefix {_quote(arg['prefix'])}"
+    if kind == "limit":
+        return (
+            f"limit rate {int(arg['rate'])}/{_symbol(arg['per'])} burst {int(arg['burst'])} packets"
+        )
     raise ValueError(f"no printer for statement {kind!r}")
 
 

@@ -14,11 +14,12 @@ turns errors into exit codes; library code raises.
     ├── UsageError (2)            cell.errors           bad input on the command line
     │   ├── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
     │   ├── PcapUsage (2)         cell.verify.errors    no capture, an empty window
-    │   └── TimeError (2)         cell.verify.pcaptime  a time that is not ISO 8601 or -2h
+    │   └── TimeError (2)         cell.timeparse        a time that is not ISO 8601 or -2h
     ├── ApplyError (1)            cell.errors           a step of an apply failed
     ├── StateError (1)            cell.store.statedir   the state directory is unusable
     │   ├── StateFull (1)         cell.store.statedir   its filesystem is full
     │   └── Busy (1)              cell.store.statedir   another cell command holds the lock
+    ├── StoreError (1)            cell.store.db         the SQLite store is unusable
     ├── HistoryError (2)          cell.store.history    a bad --at
     ├── NotFound (3)              cell.store.history    nothing was applied at that instant
     ├── ConfirmError (2)          cell.gitops.confirm   nothing to confirm, a deadline passed

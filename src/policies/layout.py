@@ -89,5 +89,9 @@ class Layout:
         """The directory for runtime state (password file, logs, pid files, counters)."""
         return self.path(self.state_dir)
 
+    def dns_log(self, instance: str) -> str:
+        """The query log of dnsmasq `instance` ('sinkhole' or 'resolver'), read by the Cell."""
+        return f"{self.state}/{dnsmasq_log(instance)}"
+
 
 DEFAULT_LAYOUT = Layout()

@@ -28,6 +28,7 @@ from policies.types import (
     PortProto,
     SiteId,
     Size,
+    TimeZone,
     TopicFilter,
     TopicPrefix,
     Username,
@@ -47,6 +48,11 @@ class SiteInfo(Strict):
         description="Short stable id: [a-z0-9-], 1..32 chars; used in names and prefixes."
     )
     name: FreeText = Field(description="Human name of the site, shown in the console.")
+    timezone: TimeZone = Field(
+        default="UTC",
+        description="IANA time zone of the site (e.g. Europe/Lisbon): 'today' in counts and"
+        " reports is the site's calendar day in this zone.",
+    )
 
 
 class Tls(Strict):
@@ -148,12 +154,24 @@ class Flow(Strict):
     )
 
 
+class DnsRetention(Strict):
+    events: Duration = Field(
+        default="7d", description="How long each counted query is kept (`cell dns log`)."
+    )
+    daily: Duration = Field(
+        default="400d", description="How long daily counts per (client, name) are kept."
+    )
+
+
 class Dns(Strict):
     sinkhole: list[Name] = Field(
         default=[], description="VLANs whose every query is answered locally."
     )
     local_names: dict[Hostname, IPv4] = Field(
         default={}, description="Names the sinkhole answers with an address."
+    )
+    retention: DnsRetention = Field(
+        default=DnsRetention(), description="How long the Cell keeps what the sinkhole counted."
     )
 
 

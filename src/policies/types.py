@@ -188,3 +188,21 @@ def size_bytes(value: str) -> int:
         int(num.group())
         * {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
     )
+
+
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}", value) or ".." in value:
+            raise ValueError
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(
+            f"{shown!r} is not an IANA time zone (like UTC, Europe/Lisbon, America/New_York)"
+        ) from None
+    return value
+
+
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]

@@ -66,10 +66,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from cell.cli import verify as verify_cli
     from cell.lab import lab_status
     from cell.verify.prober import Env, format_results, run_probes
     from firewall.probes import compile_probes
 
+    if verify_cli.probe_history_requested(args):
+        return verify_cli.cmd_probe_history(args)
     policy = load(args)
     lab = lab_status(policy.site.site.id)
     if lab is None:
@@ -80,6 +83,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         )
         raise _usage(f"no lab is up for site {policy.site.site.id}: {hint}")
     run = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+    verify_cli.record_probe(args, run)
     emit(args, run.to_doc(), format_results(run))
     return 0 if run.ok else 3
 
@@ -156,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--lab", action="store_true", help="probe the lab site (the only mode this build supports)"
     )
+    from cell.cli.verify import add_probe_history, add_verify_commands
+
+    add_probe_history(sp)
+    add_verify_commands(sub)
 
     from cell.cli.apply import add_apply_commands
     from cell.cli.lab import add_lab_commands
@@ -195,8 +203,10 @@ def _error_doc(e: CellError) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cell.timeparse import join_time_flags
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_time_flags(sys.argv[1:] if argv is None else argv))
     try:
         code: int = args.handler(args)
         return code

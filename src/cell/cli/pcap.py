@@ -8,7 +8,6 @@ repo's site is up, else /var/lib/cell; the ring is its `capture/` directory.
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, repo
+from cell.timeparse import parse_time
 from cell.verify.coverage import (
     Coverage,
     CoverageLog,
@@ -26,7 +26,6 @@ from cell.verify.coverage import (
     runs_of,
 )
 from cell.verify.errors import PcapUsage
-from cell.verify.pcaptime import parse_time
 from cell.verify.pcapwindow import Extracted, extract, select_files
 from cell.verify.ring import CAPTURE_DIR, RingFile, list_ring, spans
 
@@ -40,9 +39,6 @@ def add_pcap_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "with the policy's verdict (exit 3: an unexpected one, or a gap in the capture). TIME: "
         "ISO 8601 (UTC unless it says otherwise) or relative (-2h, -30m, now).",
     )
-    # `--since -2h`: argparse takes a value like -2h for an option unless it looks like a
-    # negative number to it; teach this parser that relative times are such values.
-    sp._negative_number_matcher = re.compile(r"^-\d+[smhdw]?$")
     sp.add_argument("what", nargs="?", choices=["destinations"], help="list the destinations")
     sp.add_argument("--since", required=True, help="start of the window (inclusive)")
     sp.add_argument("--until", default="now", help="end of the window (exclusive; default: now)")
@@ -68,7 +64,8 @@ def _window(args: argparse.Namespace) -> Window:
     from cell.deploy.place import lab_of, site_of, state_for
 
     now = datetime.now(UTC)
-    since, until = parse_time(args.since, now), parse_time(args.until, now)
+    since = parse_time(args.since, now=now, what="--since")
+    until = parse_time(args.until, now=now, what="--until")
     if since >= until:
         raise PcapUsage(f"empty window: --since {iso(since)} is not before --until {iso(until)}")
     state = state_for(args.state_dir, repo(args)).root

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cell.artifacts import digest, render_all, write_tree
 from cell.deploy import daemons as procs
@@ -71,7 +71,21 @@ def prepare(policy: Policy, target: Target, files: dict[str, bytes] | None = Non
     return Prepared(policy, target, files, digests, as_dict(files[RULESET_JSON]))
 
 
-def install(prepared: Prepared, *, baseline: dict[str, str] | None = None) -> ServiceReport:
+class CounterKeeper(Protocol):
+    """Keeps the drop counters' history across the table's replacement (a new table starts at
+    zero): `cell.verify.drops.DropKeeper`. Best effort: it never makes an apply fail."""
+
+    def before_replace(self, netns: str | None) -> None: ...
+
+    def after_restore(self, netns: str | None) -> None: ...
+
+
+def install(
+    prepared: Prepared,
+    *,
+    baseline: dict[str, str] | None = None,
+    keeper: CounterKeeper | None = None,
+) -> ServiceReport:
     """Make a prepared policy live on its target, or raise `ApplyError` with the target as it was.
 
     `baseline`: the digests of what is believed to be running (the journal's); services restart
@@ -88,6 +102,8 @@ def install(prepared: Prepared, *, baseline: dict[str, str] | None = None) -> Se
     ) + [n for n in snap.files if n not in files]
     try:
         _write_files(files, target)
+        if keeper is not None:
+            keeper.before_replace(target.netns)  # the old table's last counts
         target.nft.apply(prepared.ruleset)
         dns = services.update_dnsmasq(target, set(changed), snap.touched)
         snap.touched["broker"] = "unknown"
@@ -97,7 +113,7 @@ def install(prepared: Prepared, *, baseline: dict[str, str] | None = None) -> Se
         snap.touched["broker"] = broker
         read_back(prepared)
     except (CellError, OSError, subprocess.SubprocessError) as e:
-        trouble = _restore(snap, target, prepared.policy)
+        trouble = _restore(snap, target, prepared.policy, keeper)
         tail = (
             "previous configuration restored"
             if not trouble
@@ -113,9 +129,10 @@ def apply_policy(
     *,
     files: dict[str, bytes] | None = None,
     baseline: dict[str, str] | None = None,
+    keeper: CounterKeeper | None = None,
 ) -> ServiceReport:
     """Prepare, then install: `policy` live on `target` (the lab and tests call this)."""
-    return install(prepare(policy, target, files), baseline=baseline)
+    return install(prepare(policy, target, files), baseline=baseline, keeper=keeper)
 
 
 def read_back(prepared: Prepared) -> None:
@@ -167,7 +184,9 @@ def _write_files(files: dict[str, bytes], target: Target) -> None:
         write_passwd(target.state / PASSWD, target.credentials)
 
 
-def _restore(snap: _Snapshot, target: Target, policy: Policy) -> list[str]:
+def _restore(
+    snap: _Snapshot, target: Target, policy: Policy, keeper: CounterKeeper | None
+) -> list[str]:
     """Put the snapshot back; what could not be restored, for the error message."""
     trouble: list[str] = []
     try:
@@ -186,7 +205,11 @@ def _restore(snap: _Snapshot, target: Target, policy: Policy) -> list[str]:
         if snap.table is None:
             target.nft.delete_table()
         else:
+            if keeper is not None:
+                keeper.before_replace(target.netns)  # the failed table's counts
             target.nft.apply(restore_document(snap.table))
+            if keeper is not None:
+                keeper.after_restore(target.netns)  # the old values: counted already
     except CellError as e:
         trouble.append(f"nftables: {e}")
     for service in ("sinkhole", "resolver"):

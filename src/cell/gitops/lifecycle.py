@@ -30,6 +30,7 @@ from cell.status.apply import ApplyOutcome, Changes, Kind, RuleChanges, ServiceR
 from cell.store import ledger
 from cell.store.journal import Entry, Journal, read_journal, write_journal
 from cell.store.statedir import State, StateError
+from cell.verify.drops import DropKeeper
 from policies import Policy, gitrepo, load_policy
 from policies.errors import CellError, PolicyError
 from policies.layout import MANIFEST, RULESET_NFT
@@ -286,7 +287,8 @@ def _run(state: State, journal: Journal, plan: Plan) -> Outcome:
     with _failure_recorded(state, journal, plan):
         prepared = prepare(plan.policy, plan.target, plan.files)  # render, check: nothing live
         _journal_pending(state, journal, plan.entry)
-        report = install(prepared, baseline=baseline)  # and read back; a failure restores
+        keeper = DropKeeper(state.root, plan.policy)  # drop history across the new table
+        report = install(prepared, baseline=baseline, keeper=keeper)  # read back; or restore
     _promote(state, journal, plan)
     ledger.append(state, plan.kind, **summary(plan.entry), **changes.model_dump(), **plan.extra)
     return Outcome(plan.entry, previous, report, changes=changes, kind=plan.kind)
