@@ -62,3 +62,20 @@ def test_hand_added_hub_address_is_drift(site: Site, lab: tuple[str, LabInfo, Ke
             info.gateway, ["nft", "delete element inet cell hub_bridge { 198.19.0.99 }"], check=True
         )
     assert drift(site)[0] == 0
+
+
+def test_a_hidden_include_file_is_drift_too(site: Site, lab: tuple[str, LabInfo, Keys]) -> None:
+    """mosquitto loads every `*.conf` in its include directory, dot-files included: a hidden
+    second bridge must not hide from drift."""
+    _, info, _ = lab
+    hidden = Path(info.layout.config) / "mosquitto/conf.d/.bridge2.conf"
+    hidden.write_text("connection sneaky\naddress 198.19.0.99:1883\ntopic # out 0\n")
+    try:
+        code, doc = drift(site)
+        assert code == 3
+        assert any(
+            ".bridge2.conf is not a file Cell rendered" in f["what"] for f in doc["findings"]
+        )
+    finally:
+        hidden.unlink(missing_ok=True)
+    assert drift(site)[0] == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from cell import procfs
 from cell.deploy.target import Target
 from cell.drift.finding import Finding, mtime
 from cell.verify import dnsquery as dnsq
@@ -95,6 +96,16 @@ def check_other_tables(target: Target) -> list[Finding]:
 WATCHED_DIRS = CONFIG_DIRS
 
 
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp")
+
+
+def _writing(name: str) -> bool:
+    """A temporary file of an atomic write still in progress (`.NAME.PID.tmp`, its writer alive).
+    Every other file counts, dot-files too: mosquitto loads `.hidden.conf` like any `*.conf`."""
+    m = _TEMP.fullmatch(name)
+    return m is not None and procfs.alive(int(m["pid"]))
+
+
 def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
     out = []
     for sub in WATCHED_DIRS:
@@ -103,7 +114,7 @@ def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
             continue
         for path in sorted(folder.iterdir()):
             rel = f"{sub}/{path.name}"
-            if path.is_file() and rel not in exp.files and not path.name.startswith("."):
+            if path.is_file() and rel not in exp.files and not _writing(path.name):
                 what = f"{path} is not a file Cell rendered for commit {exp.entry.commit[:12]}"
                 if sub == MOSQUITTO_INCLUDE_DIR:
                     what += ": mosquitto loads every file in this directory"
