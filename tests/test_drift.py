@@ -244,3 +244,23 @@ def test_a_service_without_its_pid_file_is_found_and_adopted(
     assert drift(site)[0] == 0
     assert service_strays(target) == {"sinkhole": [], "resolver": [], "broker": []}
     assert service_pids(target)["sinkhole"] is not None
+
+
+def test_watch_reports_a_hole_opened_and_closed_again(
+    site: Site, watching: Watch, lab: tuple[str, LabInfo, Keys]
+) -> None:
+    """The attack: open a hole and close it within milliseconds. The end state is what was
+    applied, but each transaction the Cell did not make is drift, with the process named."""
+    _, info, _ = lab
+    netns.run(
+        info.gateway,
+        ["sh", "-c", "nft insert rule inet cell forward accept; nft flush chain inet cell forward"],
+    )
+    e = watching.next(lambda e: e["kind"] == "transaction")
+    (f,) = e["new"]
+    assert (
+        e["status"] == "drift" and f["by"]["name"] == "nft" and "nftables transaction" in f["what"]
+    )
+    ruleset = (Path(info.layout.config) / "nftables/ruleset.json").read_bytes()
+    fw.apply(ruleset, info.gateway)
+    assert any(e["kind"] == "drift-transaction" for e in site.ledger())

@@ -25,3 +25,14 @@ def alive(pid: int) -> bool:
     """Running: it exists and is neither a zombie nor dead."""
     fields = stat_fields(pid)
     return fields is not None and fields[0] not in ("Z", "X")
+
+
+def tgid(pid: int) -> int | None:
+    """The process a thread id belongs to (the kernel names threads in some messages)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Tgid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None

@@ -246,14 +246,22 @@ class Report:
         )
 
 
+def check_nftables(
+    exp: Expected, target: Target, pending: Expected | None = None
+) -> tuple[TableState, list[Finding]]:
+    """Everything nftables: Cell's table against the applied ruleset, and any other table or
+    base chain that could let through what Cell drops. One-shot drift and the watcher both run
+    this, so they never check different things."""
+    table, finding = check_table(exp, target, pending)
+    return table, [*([finding] if finding else []), *check_other_tables(target)]
+
+
 def compare_all(
     state: State, applied: Entry, pending: Entry | None, target: Target, repo: str | Path | None
 ) -> Report:
     """Everything, once: `cell drift`, and the watcher's periodic safety net."""
     exp = Expected(state, applied)
-    table, finding = check_table(exp, target, Expected(state, pending) if pending else None)
-    findings = [finding] if finding else []
-    findings += check_other_tables(target)
+    table, findings = check_nftables(exp, target, Expected(state, pending) if pending else None)
     findings += check_files(exp, target) + check_processes(target)
     findings += check_repo(repo or applied.repo, applied)
     return Report(applied, pending, table, findings)

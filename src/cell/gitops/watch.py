@@ -26,22 +26,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cell import procfs
 from cell.deploy.place import target_of
 from cell.drift.compare import (
     Expected,
     Finding,
     check_files,
+    check_nftables,
     check_processes,
     check_repo,
-    check_table,
 )
 from cell.drift.report import format_event, record
 from cell.gitops import confirm as confirmation
 from cell.gitops import inotify, lifecycle
 from cell.gitops.inotify import Inotify
+from cell.store import ledger
 from cell.store.journal import read_journal
 from cell.store.statedir import State
-from firewall.monitor import NftMonitor
+from firewall.monitor import Change, NftMonitor
 from policies import gitrepo
 from policies.clock import iso, now_iso
 from policies.errors import CellError
@@ -206,6 +208,8 @@ class Watcher:
         if what == "nft":
             assert self.nft is not None
             for change in self.nft.read():
+                if not self._ours(change):
+                    self._transaction(change)
                 self.by = change.by() or self.by
                 what = ", ".join(change.what[:3])
                 more = f" and {len(change.what) - 3} more" if len(change.what) > 3 else ""
@@ -248,6 +252,38 @@ class Watcher:
         ):
             self._due("repo", now, f"inotify: {ev.path / ev.name}")
 
+    def _ours(self, change: Change) -> bool:
+        """Made by the Cell's own apply: the process that holds the apply lock (or this one,
+        reconciling). The kernel names the committing thread; its process is what counts."""
+        if change.pid is None:
+            return False
+        owner = procfs.tgid(change.pid) or change.pid
+        return owner == os.getpid() or owner == self.state.holder()
+
+    def _transaction(self, change: Change) -> None:
+        """Every nftables transaction the Cell did not make is drift, even when the end state
+        is what was applied: a hole opened and closed in a millisecond let packets through."""
+        who = f"{change.process or '?'} (pid {change.pid})" if change.pid else "an unknown process"
+        f = Finding(
+            "transaction",
+            f"nftables transaction by {who}: {', '.join(change.what[:5]) or 'no details'}",
+            by=change.by(),
+            since=_iso(change.at),
+        )
+        self.out(
+            {
+                "time": now_iso(),
+                "status": "drift",
+                "kind": "transaction",
+                "source": "netlink",
+                "commit": self.entry.commit,
+                "new": [f.to_doc()],
+                "resolved": [],
+            }
+        )
+        with contextlib.suppress(CellError, OSError):  # report first, record second
+            ledger.append(self.state, "drift-transaction", findings=[f.to_doc()])
+
     def _due(self, kind: str, now: float, cause: str, at: float | None = None) -> None:
         if kind not in self.due:
             self.due[kind] = now + SETTLE[kind]
@@ -285,10 +321,10 @@ class Watcher:
         found: dict[str, list[Finding]] = {}
         for kind in kinds:
             if kind == "nftables":
-                _, f = check_table(self.exp, self.target, self.pexp)
-                if f is not None:
+                _, fs = check_nftables(self.exp, self.target, self.pexp)
+                for f in fs:
                     f.by, f.since = self.by, _iso(self.since)
-                found[kind] = [f] if f else []
+                found[kind] = fs
             elif kind == "file":
                 found[kind] = check_files(self.exp, self.target)
             elif kind == "process":

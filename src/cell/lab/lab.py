@@ -17,6 +17,7 @@ import contextlib
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,14 @@ def lab_down(site_id: str) -> None:
     with contextlib.suppress(OSError):
         Path(LAB_BASE).rmdir()
     left = [n for n in netns.names() if n.startswith(prefix)]
+    for _ in range(10):  # a killed `up` may still have a namespace half made: sweep again
+        if not left:
+            break
+        time.sleep(0.1)
+        for name in left:
+            with contextlib.suppress(OSError):
+                netns.remove(name)
+        left = [n for n in netns.names() if n.startswith(prefix)]
     if left:
         raise LabError(
             f"namespaces of site {site_id} are still there after lab down: {', '.join(left)}"

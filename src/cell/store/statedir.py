@@ -100,6 +100,8 @@ class State:
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it: `holder`
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
@@ -111,6 +113,15 @@ class State:
             yield
         finally:
             os.close(fd)
+
+    def holder(self, name: str = "apply") -> int | None:
+        """The pid of the process that holds the lock now (None: nobody holds it)."""
+        if not self.busy(name):
+            return None
+        try:
+            return int((self.root / LOCKS_DIR / name).read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def busy(self, name: str = "apply") -> bool:
         """Is someone holding the lock right now? (The drift watcher waits out an apply.)"""
