@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from cell import procfs
 from cell.deploy.target import Target
 from cell.drift.finding import Finding, mtime
 from cell.verify import dnsquery as dnsq
@@ -100,10 +99,10 @@ _TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp")
 
 
 def _writing(name: str) -> bool:
-    """A temporary file of an atomic write still in progress (`.NAME.PID.tmp`, its writer alive).
-    Every other file counts, dot-files too: mosquitto loads `.hidden.conf` like any `*.conf`."""
-    m = _TEMP.fullmatch(name)
-    return m is not None and procfs.alive(int(m["pid"]))
+    """A temporary file of an atomic write (`.NAME.PID.tmp`, in progress, or left by a killed
+    apply and pruned by the next): no component reads a `.tmp` file. Every other file counts,
+    dot-files too: mosquitto loads `.hidden.conf` like any `*.conf`."""
+    return _TEMP.fullmatch(name) is not None
 
 
 def check_extra_files(exp: Expected, target: Target) -> list[Finding]:
