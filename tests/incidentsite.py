@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bridge.render import bridge_local_client_id
 from cell.artifacts import render_all
+from cell.gitops.recovery import summary
 from cell.status.probe import ProbeResult
 from cell.store import evidencekey, ledger, open_store
-from cell.gitops.recovery import summary
 from cell.store.dns import DnsEvent, Position, record_dns
 from cell.store.journal import Entry, Journal, write_journal
 from cell.store.probes import record_probe_run
@@ -50,7 +50,9 @@ def _ns(t: datetime) -> int:
     return int(t.timestamp()) * 10**9 + t.microsecond * 1000
 
 
-def ring_file(state: State, seq: int, start: datetime, packets: Iterable[tuple[int, bytes]]) -> Path:
+def ring_file(
+    state: State, seq: int, start: datetime, packets: Iterable[tuple[int, bytes]]
+) -> Path:
     ring = state.root / "capture"
     ring.mkdir(parents=True, exist_ok=True)
     path = ring / f"wan.{RUN}_{seq:05d}_{start:%Y%m%d%H%M%S}.pcapng"
