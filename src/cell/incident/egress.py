@@ -7,6 +7,7 @@ shown not to have left. A window the ring does not reach at all is bad input.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def egress_step(src: Sources, out: Path, now: datetime | None = None) -> Step:
     """Write the window's packets to `out/PCAP` and judge them."""
     from cell.verify.destinations import decide_destinations, sites_of
     from cell.verify.hubsets import hub_addresses
-    from cell.verify.pcapread import read_packets
+    from cell.verify.pcapread import Packet, read_packets
 
     now = now or datetime.now(UTC)
     ring = src.state.root / CAPTURE_DIR
@@ -64,11 +65,19 @@ def egress_step(src: Sources, out: Path, now: datetime | None = None) -> Step:
     )
     target = out / PCAP
     target.parent.mkdir(parents=True, exist_ok=True)
-    got = extract(ring, chosen, src.since, src.until, target, comment=comment)
+    got = extract(ring, chosen, src.since, src.until, target, comment=comment, count=False)
     gateway = {a for e in events if e["event"] == "start" for a in e.get("addresses", [])}
     gateway |= set(src.gateway_addresses)
+    seen = [0, 0]
+
+    def counted() -> Iterator[Packet]:
+        for p in read_packets(got.out):
+            seen[0] += 1
+            seen[1] += p[3]
+            yield p
+
     doc = decide_destinations(
-        src.policy, read_packets(got.out), sites_of(src.policy, gateway), hub_addresses(src.netns)
+        src.policy, counted(), sites_of(src.policy, gateway), hub_addresses(src.netns)
     )
     rows: list[dict[str, Any]] = []
     for way, table in (("out", doc["destinations"]), ("in", doc["inbound"])):
@@ -95,8 +104,8 @@ def egress_step(src: Sources, out: Path, now: datetime | None = None) -> Step:
         findings=findings,
         notes=notes,
         summary={
-            "packets": got.packets,
-            "bytes": got.bytes,
+            "packets": seen[0],
+            "bytes": seen[1],
             "ring_files": got.files,
             "destinations": len(doc["destinations"]),
             "unexpected": doc["unexpected"],
