@@ -375,6 +375,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(site: Cell, tmp_path: P
     out.mkdir()
     r = cell(*base, *state, "--since", z(START))
     assert r.returncode == 2 and "already exists" in r.stderr
+    (site.state.root / "keys").rename(tmp_path / "keys-away")
+    r = cell(*base[:2], str(tmp_path / "y"), *base[3:], *state, "--since", z(START))
+    assert r.returncode == 2 and "no evidence key" in r.stderr, r.stderr
+    assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.*"))
     with (site.repo / "site.yaml").open("a") as f:
         f.write("evidence:\n  recipients:\n    - pgp:0xDEADBEEF\n")
     line = len((site.repo / "site.yaml").read_text().splitlines())

@@ -24,10 +24,9 @@ def cmd_incident(args: argparse.Namespace) -> int:
         raise UsageError(f"cell incident: unexpected argument {args.pack!r} (did you mean verify?)")
     if not args.since or not args.out:
         raise UsageError("cell incident: --since TIME and --out DIR are required")
-    from cell.incident.pack import check_out, tar_pack, write_pack
-    from cell.incident.search import search
+    from cell.incident.pack import check_out
+    from cell.incident.search import write_incident
     from cell.incident.sources import locate
-    from cell.store import ledger
     from cell.timeparse import parse_time
     from cell.verify.site import site_zone
 
@@ -39,20 +38,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
     out = Path(args.out).absolute()
     check_out(out)
     src = locate(policy, repo(args), args.state_dir, since, until)
-    recipients = list(policy.site.evidence.recipients)
-    done = write_pack(out, src.state, lambda folder: search(src, folder), recipients)
-    ledger.append(
-        src.state,
-        "evidence-pack",
-        pack=done.id,
-        digest=done.digest,
-        since=src.since.isoformat(),
-        until=src.until.isoformat(),
-        findings=done.findings,
-        encrypted=done.encrypted,
-    )
-    if args.tar:
-        tar_pack(out, Path(args.tar))
+    done = write_incident(src, out, Path(args.tar) if args.tar else None)
+    recipients = policy.site.evidence.recipients
     report = (out / "report.md").read_text() if not done.encrypted else ""
     doc: dict[str, Any] = {
         "ok": done.findings == 0,

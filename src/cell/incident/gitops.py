@@ -28,7 +28,8 @@ LIVE = ("apply", "rollback", "reconcile")
 BRIDGE_FILES = (BRIDGE_CONF, ACL, MOSQUITTO_CONF)
 
 
-def _ts(entry: dict[str, Any]) -> float | None:
+def entry_time(entry: dict[str, Any]) -> float | None:
+    """When a ledger entry was written (epoch seconds); None when it has no readable time."""
     try:
         return parse_iso(str(entry["time"])).timestamp()
     except (KeyError, ValueError):
@@ -97,7 +98,7 @@ def gitops_step(src: Sources) -> Step:
     findings: list[str] = []
     applied = 0
     for i, e in enumerate(entries):
-        ts = _ts(e)
+        ts = entry_time(e)
         if ts is None or not src.holds(ts):
             continue
         kind = e.get("kind")
@@ -164,7 +165,7 @@ def ledger_part(src: Sources) -> tuple[bytes, list[int]]:
             doc = json.loads(line)
         except ValueError:
             continue
-        ts = _ts(doc) if isinstance(doc, dict) else None
+        ts = entry_time(doc) if isinstance(doc, dict) else None
         if ts is not None and src.holds(ts):
             first = i if first is None else first
             inside.append(int(doc.get("seq", i)))

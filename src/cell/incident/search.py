@@ -14,9 +14,10 @@ from cell.incident.bridge import bridge_step
 from cell.incident.commits import rerender
 from cell.incident.context import dns_step, drift_step
 from cell.incident.egress import egress_step
-from cell.incident.gitops import _ts, gitops_step, is_live, ledger_part
+from cell.incident.gitops import entry_time, gitops_step, is_live, ledger_part
 from cell.incident.health import health_step
 from cell.incident.model import Report, Step
+from cell.incident.pack import Written, tar_pack, write_pack
 from cell.incident.report import make_report, render_json, render_jsonl, render_markdown
 from cell.incident.sources import Sources
 from cell.store import evidencekey, ledger
@@ -59,7 +60,7 @@ def search(src: Sources, scratch: Path) -> tuple[Report, dict[str, bytes]]:
     live = [
         e
         for e in ledger.read(src.state)
-        if is_live(e) and (ts := _ts(e)) is not None and src.holds(ts)
+        if is_live(e) and (ts := entry_time(e)) is not None and src.holds(ts)
     ]
     files, commit_rows, findings = rerender(src, live)
     steps["gitops"].findings.extend(findings)
@@ -88,3 +89,27 @@ def search(src: Sources, scratch: Path) -> tuple[Report, dict[str, bytes]]:
         files[f"steps/{name}.jsonl"] = render_jsonl(step.rows)
     files["steps/commits.jsonl"] = render_jsonl(commit_rows)
     return report, files
+
+
+def write_incident(src: Sources, out: Path, tar: Path | None = None) -> Written:
+    """Search the window, write the pack to `out` (encrypted to the policy's
+    `evidence.recipients`, if any), record it in the ledger, and write its tar to `tar`."""
+    done = write_pack(
+        out,
+        src.state,
+        lambda folder: search(src, folder),
+        list(src.policy.site.evidence.recipients),
+    )
+    ledger.append(
+        src.state,
+        "evidence-pack",
+        pack=done.id,
+        digest=done.digest,
+        since=iso_z(src.since),
+        until=iso_z(src.until),
+        findings=done.findings,
+        encrypted=done.encrypted,
+    )
+    if tar is not None:
+        tar_pack(out, tar)
+    return done
