@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := mosquitto mosquitto-clients nftables dnsmasq-base tcpdump wireshark-common iproute2 iperf3 \
+DEBS := mosquitto mosquitto-clients nftables dnsmasq-base tcpdump wireshark-common iproute2 iperf3 age \
         openssl git openssh-client gnupg python3-venv tmux procps
 PYTEST_ARGS ?=
 

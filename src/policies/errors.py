@@ -14,6 +14,7 @@ turns errors into exit codes; library code raises.
     ├── UsageError (2)            cell.errors           bad input on the command line
     │   ├── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
     │   ├── PcapUsage (2)         cell.verify.errors    no capture, an empty window
+    │   ├── IncidentUsage (2)     cell.incident.errors  a bad window, no capture, --out exists
     │   └── TimeError (2)         cell.timeparse        a time that is not ISO 8601 or -2h
     ├── ApplyError (1)            cell.errors           a step of an apply failed
     ├── StateError (1)            cell.store.statedir   the state directory is unusable
@@ -26,6 +27,7 @@ turns errors into exit codes; library code raises.
     ├── NothingToDo (2)           cell.gitops.lifecycle rollback with nothing before, ...
     ├── WatchError (1)            cell.gitops.watch      the drift watcher cannot start
     ├── CaptureError (1)          cell.verify.errors    the WAN capture cannot run or be read
+    ├── PackError (1)             cell.incident.errors  ssh-keygen or age failed on a pack
     ├── LabError (1)              cell.lab.errors       the lab could not be built or removed
     └── LabNotUp (3)              cell.lab.errors       no lab is up for the site
 """

@@ -8,11 +8,12 @@ weaken a policy. Models are frozen: a loaded policy is a value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from policies.errors import Diagnostic
+from policies.recipients import check_recipient
 from policies.signers import Signer
 from policies.types import (
     AbsPath,
@@ -105,6 +106,17 @@ class Hub(Strict):
     )
 
 
+Recipient = Annotated[str, Field(max_length=16384), AfterValidator(check_recipient)]
+
+
+class Evidence(Strict):
+    recipients: list[Recipient] = Field(
+        default=[],
+        description="Who may read incident packs (BYOK): age recipients (age1...) or SSH public"
+        " keys. When set, `cell incident` writes only a pack encrypted with age to them.",
+    )
+
+
 class SiteFile(Strict):
     site: SiteInfo = Field(description="Who the site is.")
     hub: Hub = Field(
@@ -112,6 +124,9 @@ class SiteFile(Strict):
     )
     drift: Drift = Field(
         default=Drift(), description="What the drift watcher does when live differs from applied."
+    )
+    evidence: Evidence = Field(
+        default=Evidence(), description="Incident evidence packs: who may read them."
     )
 
 

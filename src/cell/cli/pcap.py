@@ -26,6 +26,7 @@ from cell.verify.coverage import (
     runs_of,
 )
 from cell.verify.errors import PcapUsage
+from cell.verify.hubsets import hub_addresses
 from cell.verify.pcapwindow import Extracted, extract, select_files
 from cell.verify.ring import CAPTURE_DIR, RingFile, list_ring, spans
 
@@ -140,28 +141,6 @@ def _doc(w: Window, got: Extracted) -> dict[str, Any]:
         "files": got.files,
         "coverage": w.coverage.to_json(),
     }
-
-
-def hub_addresses(netns: str | None) -> dict[str, str]:
-    """Address -> hub.bridge / hub.management, from the live firewall's hub sets (what the
-    Cell's resolver answered for the hub names; IP literals are in the policy itself)."""
-    from firewall import nft as fw
-
-    try:
-        table = fw.read_table(netns) or []
-    except Exception:  # no permission or no table: no hub by name is known, and it shows
-        return {}
-    out: dict[str, str] = {}
-    for obj in table:
-        s = obj.get("set")
-        if not s or not fw.DYNAMIC_SETS.fullmatch(s.get("name", "")):
-            continue
-        kind = "hub.bridge" if s["name"] == "hub_bridge" else "hub.management"
-        for e in s.get("elem", []):
-            val = e.get("elem", {}).get("val") if isinstance(e, dict) else e
-            if isinstance(val, str):
-                out[val] = kind
-    return out
 
 
 def _destinations(args: argparse.Namespace) -> int:

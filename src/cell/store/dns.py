@@ -184,3 +184,16 @@ def recent_events(
     return [
         DnsEvent(float(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4]), int(r[5])) for r in rows
     ]
+
+
+def window_counts(store: Store, since: float, until: float) -> list[tuple[str, str, int, int]]:
+    """(client, name, blocked, forwarded) of the raw events in [since, until), most first: what
+    an incident search reports (only as far back as retention keeps raw events)."""
+    rows = store.conn.execute(
+        "SELECT e.client, n.name, sum(CASE WHEN e.forwarded THEN 0 ELSE e.n END) AS b,"
+        " sum(CASE WHEN e.forwarded THEN e.n ELSE 0 END) AS f FROM dns_event e"
+        " JOIN dns_name n ON n.id = e.name WHERE e.ts >= ? AND e.ts < ?"
+        " GROUP BY e.client, e.name ORDER BY f DESC, b DESC, e.client, n.name",
+        (since, until),
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]

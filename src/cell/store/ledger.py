@@ -4,7 +4,7 @@
     {"seq": 1, "time": "...", "kind": "apply",  ..., "prev": sha256(line 0)}
 
 Kinds: enroll, reset, apply, refusal, failure, rollback, reconcile, confirm, confirm-pending, drift,
-drift-resolved, recovery, ledger-repair, ledger-ack. `verify` finds an edited line (the next line's `prev`
+drift-resolved, recovery, ledger-repair, ledger-ack, evidence-pack (an incident pack was written). `verify` finds an edited line (the next line's `prev`
 no longer matches), a deleted or moved line (`seq` and `prev` break), and a cut-off end:
 before every append, `ledger.head` records the seq and hash of the entry being written, so
 removing the newest lines shows, and so does any entry appended past the head. A hash chain proves order and integrity against a careless or casual edit; someone who can

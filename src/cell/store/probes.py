@@ -89,3 +89,18 @@ def probe_changes(store: Store, since: float) -> list[tuple[float, str, bool, st
         (since,),
     ).fetchall()
     return [(float(r[0]), str(r[1]), bool(r[2]), str(r[3])) for r in rows]
+
+
+def probe_runs_between(store: Store, since: float, until: float) -> list[ProbeRun]:
+    """Every run in [since, until), oldest first (no cap: an incident window wants them all)."""
+    rows = store.conn.execute(
+        "SELECT id, ts, commit_sha, ok, flows, failed, results FROM probe_run"
+        " WHERE ts >= ? AND ts < ? ORDER BY ts, id",
+        (since, until),
+    ).fetchall()
+    return [
+        ProbeRun(
+            int(r[0]), float(r[1]), r[2], bool(r[3]), int(r[4]), json.loads(r[5]), json.loads(r[6])
+        )
+        for r in rows
+    ]
