@@ -356,7 +356,9 @@ def run_clients(ns: str, tls: dict[str, str], act: Callable[[Any, Any], None]) -
             c.subscribe([("#", 1), ("$SYS/broker/connection/#", 1)])
         cam.subscribe("#", 1)
         deadline = time.monotonic() + 15
-        while not any(w == "local" and t.endswith("/cell/bridge") and p == b"1" for w, t, p in seen):
+        while not any(
+            w == "local" and t.endswith("/cell/bridge") and p == b"1" for w, t, p in seen
+        ):
             assert time.monotonic() < deadline, f"the bridge never came up: {seen}"
             time.sleep(0.1)
         act(hub, cam)
