@@ -23,7 +23,10 @@ from cell.fleet.model import Fleet, FleetModel, banner
 if TYPE_CHECKING:
     from cell.fleet.client import HubOptions
 
-COLUMNS = ("site", "verdict", "bridge", "last seen", "commit", "dns blocked", "failing", "reason")
+COLUMNS = ("site", "verdict", "reason", "bridge", "last seen", "commit", "dns blocked", "failing")
+REASON_WIDTH = 56
+"""The reason is cut here in the table (Enter shows the whole document): the columns after it
+stay on an 80-column screen for short reasons, and the most important one comes first."""
 
 
 class FleetSource(Protocol):
@@ -77,6 +80,7 @@ class DocScreen(ModalScreen[None]):
 class FleetApp(App[None]):
     CSS_PATH = "fleet.tcss"
     TITLE = "cell fleet"
+    AUTO_FOCUS = "#rows"
     BINDINGS: ClassVar = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -91,7 +95,7 @@ class FleetApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="banner")
-        yield Input(placeholder="filter: site, verdict or reason", id="filter")
+        yield Input(placeholder="/ filter: site, verdict or reason", id="filter")
         yield DataTable(id="rows", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -113,12 +117,12 @@ class FleetApp(App[None]):
             cells = (
                 r.site,
                 r.verdict.upper(),
+                _cut(r.reason or "", REASON_WIDTH),
                 r.bridge or "-",
                 r.last_seen or "-",
                 (r.commit or "-")[:12] + ("≠" if r.runs_expected is False else ""),
                 "-" if r.dns_blocked_today is None else str(r.dns_blocked_today),
                 ",".join(r.failing) or "-",
-                r.reason or "",
             )
             if self.needle and not any(self.needle in c.lower() for c in cells):
                 continue
@@ -129,13 +133,13 @@ class FleetApp(App[None]):
 
     def action_filter(self) -> None:
         box = self.query_one(Input)
-        box.add_class("shown")
-        box.focus()
+        # Focus now, not after a refresh (as `box.focus()` would): the keys typed right after
+        # the '/' belong to the box, not to the table (where Enter would open a document).
+        self.screen.set_focus(box)
 
     def action_clear_filter(self) -> None:
         box = self.query_one(Input)
         box.value = ""
-        box.remove_class("shown")
         self.query_one(DataTable).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -148,6 +152,10 @@ class FleetApp(App[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         site = str(event.row_key.value)
         self.push_screen(DocScreen(site, self.source.document(site)))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def make_app(source: FleetSource, every: float = 1.0) -> FleetApp:
