@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import socket
 import statistics
@@ -41,10 +42,10 @@ from policies.clock import iso, parse_iso
 TS = "2000-01-01T00:00:00.000Z"
 
 
-def template(site: str) -> str:
+def template(site: str, fresh_for: float = 60.0) -> str:
     """A full status document (every check, a ledger head) with TS where each time goes."""
     checks = {
-        n: Check(ok=True, ts=TS, detail=f"{n}: holds as the policy says", fresh_for=60)
+        n: Check(ok=True, ts=TS, detail=f"{n}: holds as the policy says", fresh_for=fresh_for)
         for n in CHECK_NAMES
     }
     doc = StatusDoc(
@@ -60,6 +61,7 @@ def template(site: str) -> str:
         ),
         session="run-0123456789",
         services=dict.fromkeys(("drift", "bridge", "probes", "sinkhole", "capture"), "running"),
+        fresh_for=fresh_for,
     )
     return json.dumps(doc.to_doc())
 
@@ -183,6 +185,27 @@ def timed(fn: object) -> float:
     return time.perf_counter() - t
 
 
+def ingest_cost(n: int = 2000, rounds: int = 5) -> float:
+    """Seconds of one thread's time per status document the model ingests (best of `rounds`):
+    what the model costs, apart from the broker and the machine's load."""
+    docs = [
+        (f"sites/s-{i:05d}/cell/status", template(f"s-{i:05d}").replace(TS, iso()).encode())
+        for i in range(n)
+    ]
+    model = FleetModel()
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.thread_time()
+        for topic, body in docs:
+            model.ingest(topic, body, 0.0)
+        best = min(best, (time.thread_time() - t) / n)
+    return best
+
+
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def memory(n: int) -> float:
     """Bytes the model holds per site, with every site's document (tracemalloc)."""
     docs = [
@@ -215,7 +238,10 @@ def snapshot(port: int, n: int) -> None:
         s = f"s-{i:05d}"
         infos.append(
             c.publish(
-                f"{prefix}/{s}/cell/status", template(s).replace(TS, iso()), qos=1, retain=True
+                f"{prefix}/{s}/cell/status",
+                template(s, 3600).replace(TS, iso()),
+                qos=1,
+                retain=True,
             )
         )
         infos.append(c.publish(f"{prefix}/{s}/cell/bridge", b"1", qos=1, retain=True))
@@ -264,13 +290,20 @@ def main() -> None:
     ap.add_argument("--sites", type=int, default=1000)
     ap.add_argument("--period", type=float, default=1.0)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--snapshot-sizes", default="1000,10000")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         hub, port = start_hub(Path(tmp))
         try:
+            print(f"start: {load()} on {os.cpu_count()} CPUs")
+            cost = ingest_cost()
+            print(
+                f"ingest: {cost * 1e6:.0f} µs of CPU per status document "
+                f"(one core: {1 / cost:,.0f} documents/s)"
+            )
             live(port, args.sites, args.period, args.seconds, args.procs)
+            print(f"after the live run: {load()}")
             print(
                 f"memory: {memory(args.sites) / 1024:.1f} kB per site in the model "
                 f"({args.sites} sites, each with its latest status document and link state)"

@@ -127,7 +127,11 @@ def test_in_tmux_as_a_person(tmp_path: Path, tmux: str) -> None:
         keys(tmux, "Enter")
         got = wait_screen(tmux, "latest cell/status at the hub")
         assert '"site": "ok-b"' in got
-        keys(tmux, "Escape", "q")
+        keys(tmux, "Escape")
+        proc.terminate()  # the hub goes away: the screen says so
+        proc.wait(timeout=5)
+        wait_screen(tmux, "hub connection lost: reconnecting")
+        keys(tmux, "q")
     finally:
         proc.terminate()
         proc.wait(timeout=5)

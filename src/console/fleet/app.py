@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from textual.app import App, ComposeResult
@@ -34,12 +35,22 @@ class FleetSource(Protocol):
 
     def document(self, site: str) -> str: ...
 
+    def connected(self) -> bool: ...
+
 
 class ModelSource:
     """A model that another thread feeds (the hub client), read under its lock."""
 
-    def __init__(self, model: FleetModel, lock: threading.Lock | None = None) -> None:
-        self.model, self.lock = model, lock or threading.Lock()
+    def __init__(
+        self,
+        model: FleetModel,
+        lock: threading.Lock | None = None,
+        connected: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.model, self.lock, self._connected = model, lock or threading.Lock(), connected
+
+    def connected(self) -> bool:
+        return self._connected()
 
     def fleet(self) -> Fleet:
         with self.lock:
@@ -107,8 +118,9 @@ class FleetApp(App[None]):
     def refresh_rows(self) -> None:
         fleet = self.source.fleet()
         head = self.query_one("#banner", Static)
-        head.update(banner(fleet))
-        head.set_class(not fleet.ok, "risk")
+        lost = not self.source.connected()
+        head.update(banner(fleet) + ("\nhub connection lost: reconnecting" if lost else ""))
+        head.set_class(not fleet.ok or lost, "risk")
         table = self.query_one(DataTable)
         keep = self.shown[table.cursor_row] if 0 <= table.cursor_row < len(self.shown) else None
         table.clear()
@@ -169,6 +181,6 @@ def run_live(opts: HubOptions, model: FleetModel) -> None:
     client = HubClient(opts, model)
     client.start()
     try:
-        make_app(ModelSource(model, client.lock)).run()
+        make_app(ModelSource(model, client.lock, client.client.is_connected)).run()
     finally:
         client.stop()
