@@ -32,7 +32,9 @@ def start_broker(
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     conf = tmp / f"hub-{port}.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\npersistence false\nuser root\n{extra}")
+    conf.write_text(
+        f"listener {port} 127.0.0.1\npersistence false\nuser root\nmax_queued_messages 100000\n{extra}"
+    )
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 5
     while True:
