@@ -121,12 +121,14 @@ def test_blocked_never_local_unmatched_and_edges_never_reach_the_hub(site: Site)
         assert set(codes) == {0}
         arrived = hub.after_control(site.prefix + control)
         local.wait_for(set(forbidden) | set(cam))  # all were accepted and published locally
-        site_sys = {t for t in local.topics() if t.startswith("$SYS")}
-    assert bridge_state_topic(site.policy) in site_sys  # the site has $SYS ...
+        site_topics = set(local.topics())
+    state = bridge_state_topic(site.policy)
+    assert state in site_topics  # the link state, here ...
     leaked = {t for t in arrived if t.removeprefix(site.prefix) in set(forbidden) | set(cam)}
     assert leaked == set()
-    assert not [t for t in arrived if t.startswith("$SYS/broker/connection/")]  # ... not the hub
-    assert not [t for t in arrived if site.id in t and t != site.prefix + control]
+    assert not [t for t in arrived if t.startswith("$SYS/broker/connection/")]  # no $SYS of ours
+    # ... and at the hub nothing of the site but the control and the link state.
+    assert not [t for t in arrived if site.id in t and t not in (site.prefix + control, state)]
     assert_hub_saw_only_up_topics(site, lambda t: classify(site, t))
 
 
@@ -150,7 +152,8 @@ def test_down_only_down_rules_come_down_with_the_prefix_stripped(site: Site) -> 
         seen = local.after_control(control)
         local.wait_for(set(allowed))
         assert cam.topics() == {"hub/commands/cam-01/reboot"}  # the ACL: its own commands only
-    came = {t for t in seen if not t.startswith("$SYS")}
+    # The bridge's link state is the local broker's own message: it did not come down.
+    came = {t for t in seen if not t.startswith("$SYS") and t != bridge_state_topic(site.policy)}
     assert came == {*allowed, control}
     assert all(classify(site, t) == "down" for t in came)
 

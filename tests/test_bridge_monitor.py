@@ -57,7 +57,7 @@ def test_counts_per_class_and_rule_from_the_observer(policy: Policy) -> None:
 
 def test_link_state_from_sys_and_from_the_log(policy: Policy) -> None:
     core = MonitorCore(policy)
-    state = "$SYS/broker/connection/cell-lisbon-01/state"
+    state = "sites/lisbon-01/cell/bridge"
     core.observe(state, b"1", True, 50.0)  # retained at subscribe: the current state
     assert (core.link.state, core.link.since) == ("up", 50.0)
     core.feed_log([START, UP, f"130: Client {B} closed its connection.\n"])

@@ -96,7 +96,8 @@ bridge_protocol_version mqttv311
 cleansession true
 local_cleansession false
 notifications true
-notifications_local_only true
+notifications_local_only false
+notification_topic sites/lisbon-01/cell/bridge
 start_type automatic
 restart_timeout 10 120
 keepalive_interval 30
@@ -108,7 +109,7 @@ bridge_keyfile /srv/gw/etc/cell/tls/cell.key
 bridge_insecure false"""
     assert set(want.splitlines()) <= set(lines)
     assert bridge_client_id(policy) == "cell-lisbon-01"
-    assert bridge_state_topic(policy) == "$SYS/broker/connection/cell-lisbon-01/state"
+    assert bridge_state_topic(policy) == "sites/lisbon-01/cell/bridge"
 
 
 def test_main_conf_paths_go_through_the_layout(policy: Policy) -> None:
@@ -355,7 +356,9 @@ def run_clients(ns: str, tls: dict[str, str], act: Callable[[Any, Any], None]) -
             c.subscribe([("#", 1), ("$SYS/broker/connection/#", 1)])
         cam.subscribe("#", 1)
         deadline = time.monotonic() + 15
-        while not any(w == "local" and t.endswith("/state") and p == b"1" for w, t, p in seen):
+        while not any(
+            w == "local" and t.endswith("/cell/bridge") and p == b"1" for w, t, p in seen
+        ):
             assert time.monotonic() < deadline, f"the bridge never came up: {seen}"
             time.sleep(0.1)
         act(hub, cam)

@@ -100,17 +100,18 @@ class MonitorCore:
     def observe(self, topic: str, payload: bytes, retained: bool, now: float) -> None:
         """A message the observer received. A retained one is an old message replayed to a new
         subscription, not traffic: of those only the bridge's state topic is read."""
+        if topic == self.state_topic:  # the broker's own notification, not traffic
+            self.link_state(payload == b"1", now)
+            return
         if topic[:1] == "$":
-            if topic == self.state_topic:
-                self.link_state(payload == b"1", now)
-            elif not retained:
+            if not retained:
                 self.sys += 1
             return
         if not retained:
             self._count_seen(topic)
 
     def link_state(self, up: bool, now: float) -> None:
-        """The broker's own word on the link ($SYS/broker/connection/<id>/state is 1 or 0)."""
+        """The broker's own word on the link (`bridge_state_topic` is 1 or 0)."""
         state = "up" if up else "down"
         if self.link.state != state:
             self.link.state = state

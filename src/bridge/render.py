@@ -44,9 +44,15 @@ def bridge_local_client_id(policy: Policy) -> str:
     return f"local.{bridge_client_id(policy)}"
 
 
+BRIDGE_STATE_SUFFIX = "cell/bridge"
+"""The bridge's link state topic, under the site's remote prefix (see `bridge_state_topic`)."""
+
+
 def bridge_state_topic(policy: Policy) -> str:
-    """The local, retained topic where mosquitto publishes 1/0 as the bridge goes up/down."""
-    return f"$SYS/broker/connection/{bridge_client_id(policy)}/state"
+    """The retained topic where mosquitto publishes 1/0 as the bridge goes up/down: the same
+    name locally and at the hub (`notification_topic`), under the site's prefix, so the hub's
+    fleet view reads `sites/<id>/cell/bridge` next to the site's bridged `cell/status`."""
+    return f"{policy.site.hub.bridge.remote_prefix}{BRIDGE_STATE_SUFFIX}"
 
 
 def render_mosquitto(policy: Policy, layout: Layout) -> dict[str, bytes]:
@@ -204,12 +210,15 @@ def _bridge(policy: Policy, layout: Layout) -> list[str]:
         "bridge_attempt_unsubscribe true",
         "",
         *why(
-            "Link state as a retained 1/0 on $SYS/broker/connection/<remote_clientid>/state for",
-            "the",
-            "Cell's monitor, LOCALLY ONLY: no $SYS topic, and no will message, is sent to the hub.",
+            "Link state as a retained 1/0 on one topic, here (for the Cell's monitor) and at the",
+            "hub (for `cell fleet`): 1 when the link comes up; at the hub, 0 is the bridge's MQTT",
+            "will, which the hub itself publishes when the link dies, even when this box died",
+            "with its broker and can send nothing. The topic is under this site's prefix and",
+            "carries one byte; no $SYS topic is sent to the hub.",
         ),
         "notifications true",
-        "notifications_local_only true",
+        "notifications_local_only false",
+        f"notification_topic {safe(bridge_state_topic(policy))}",
         "",
         *why(
             "Start with the broker; reconnect with jittered back-off from 10 s up to 120 s, so a",

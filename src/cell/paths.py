@@ -27,3 +27,9 @@ def explicit_state_dir(flag: str | None = None) -> str | None:
 def state_dir(flag: str | None = None) -> str:
     """The state directory: the one named, else /var/lib/cell."""
     return explicit_state_dir(flag) or DEFAULT_STATE
+
+
+FLEET_TOPIC = "sites/+"
+"""`cell fleet --topic`: where sites are at the hub (the example's `remote_prefix`, `+` the id)."""
+FLEET_WAIT = 5.0
+"""`cell fleet --wait`: the longest a snapshot waits for the hub's retained messages (seconds)."""

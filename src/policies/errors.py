@@ -29,6 +29,8 @@ turns errors into exit codes; library code raises.
     ├── CaptureError (1)          cell.verify.errors    the WAN capture cannot run or be read
     ├── PackError (1)             cell.incident.errors  ssh-keygen or age failed on a pack
     ├── LabError (1)              cell.lab.errors       the lab could not be built or removed
+    ├── HubError (1)              cell.fleet.client     the hub broker cannot be reached
+    │   └── HubRefused (2)        cell.fleet.client     the hub refused the login, bad TLS files
     └── LabNotUp (3)              cell.lab.errors       no lab is up for the site
 """
 

@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cell.cli.incident import add_incident_commands
 
     add_incident_commands(sub)
+    from cell.cli.fleet import add_fleet_commands
+
+    add_fleet_commands(sub)
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     sp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")

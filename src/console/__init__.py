@@ -1,0 +1,1 @@
+"""The operator's Textual views. They show state; they decide nothing."""
