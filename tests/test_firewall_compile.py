@@ -21,6 +21,7 @@ from firewall.compile import (
     hub_mgmt_set,
     render_json,
     rule_count,
+    spoof_counters,
 )
 from firewall.nfttext import render_text
 from firewall_sites import EXAMPLE, Json, grow, literal_hub, sets_of, tricky_names
@@ -54,7 +55,7 @@ def test_same_policy_same_bytes_replacing_only_our_table(policy: Policy) -> None
 
 def test_rule_count_does_not_grow_with_hosts(site: Site, policy: Policy) -> None:
     big = compile_ruleset(grow(site, 600))
-    assert rule_count(big) == rule_count(compile_ruleset(policy)) == 85  # 36 of them log rules
+    assert rule_count(big) == rule_count(compile_ruleset(policy)) == 105  # 44 of them log rules
     assert len(sets_of(big)["fwd_allow"]) == 600 + 3
 
 
@@ -87,6 +88,8 @@ def test_every_drop_class_has_its_counter_and_prefix(policy: Policy) -> None:
     for c in pairs:
         assert drops[c.name] == f"cell drop {c.source}>{c.dest}: "
     fixed = {f"drop_{k}_{c}" for k in ("other", "invalid") for c in ("input", "forward", "output")}
+    fixed |= set(spoof_counters(policy))
+    assert len(spoof_counters(policy)) == 4 + 1
     assert counters == set(drops) == {c.name for c in pairs} | fixed
 
 

@@ -60,6 +60,8 @@ def resolver_addresses(policy: Policy) -> list[str]:
 def hub_nftsets(policy: Policy) -> dict[str, list[str]]:
     """Hub hostname -> the sets its A records go into. IP literals need no resolver: omitted."""
     hub = policy.site.hub
+    if hub is None:  # a sealed site
+        return {}
     named = [(hub.bridge.address, HUB_BRIDGE_SET)]
     named += [(m.address, hub_mgmt_set(i)) for i, m in enumerate(hub.management)]
     out: dict[str, list[str]] = {}

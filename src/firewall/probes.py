@@ -88,15 +88,16 @@ def _rep(policy: Policy, word: str, peer_vlan: str | None) -> ProbeEnd:
     if word == GATEWAY:
         addr = policy.vlans[peer_vlan].gateway if peer_vlan else None
         return ProbeEnd(name=GATEWAY, vlan=peer_vlan, address=addr)
-    if word == HUB_BRIDGE:
+    hub = policy.site.hub
+    if word == HUB_BRIDGE and hub is not None:
         return ProbeEnd(
             name=HUB_BRIDGE,
             vlan=None,
-            address=ipv4_or_none(policy.site.hub.bridge.address),
-            hostname=policy.site.hub.bridge.address,
+            address=ipv4_or_none(hub.bridge.address),
+            hostname=hub.bridge.address,
         )
-    if word == HUB_MANAGEMENT:
-        m = policy.site.hub.management[0]
+    if word == HUB_MANAGEMENT and hub is not None:
+        m = hub.management[0]
         return ProbeEnd(
             name=HUB_MANAGEMENT, vlan=None, address=ipv4_or_none(m.address), hostname=m.address
         )

@@ -53,6 +53,11 @@ class SiteInfo(Strict):
         description="IANA time zone of the site (e.g. Europe/Lisbon): 'today' in counts and"
         " reports is the site's calendar day in this zone.",
     )
+    mode: Literal["connected", "sealed"] = Field(
+        default="connected",
+        description="connected (default): the hub and the flows of the policy; sealed: an"
+        " air-gapped site, nothing leaves (no hub, no bridge, no flow to wan, no up/down topic).",
+    )
 
 
 class Tls(Strict):
@@ -107,12 +112,22 @@ class Hub(Strict):
 
 class SiteFile(Strict):
     site: SiteInfo = Field(description="Who the site is.")
-    hub: Hub = Field(
-        description="The hub's bridge and management endpoints: the only places the Cell talks to."
+    hub: Hub | None = Field(
+        default=None,
+        description="The hub's bridge and management endpoints: the only places the Cell talks"
+        " to. Required, except on a sealed site, which has none.",
     )
     drift: Drift = Field(
         default=Drift(), description="What the drift watcher does when live differs from applied."
     )
+
+    @model_validator(mode="after")
+    def _hub_unless_sealed(self) -> SiteFile:
+        if self.hub is None and self.site.mode != "sealed":
+            raise ValueError(
+                "`hub:` is required (the bridge to the hub), unless `site.mode: sealed`"
+            )
+        return self
 
 
 # --- network.yaml -----------------------------------------------------------------------------
@@ -123,6 +138,11 @@ class Wan(Strict):
     resolvers: list[IPv4] = Field(
         default=[],
         description="Upstream DNS servers for the Cell's own lookups; when empty, any WAN address on 53.",
+    )
+    nat: bool = Field(
+        default=True,
+        description="Traffic a flow lets out leaves with the Cell's WAN address (masquerade);"
+        " false when the uplink routes the site's subnets itself.",
     )
 
 
@@ -265,6 +285,11 @@ class Policy:
     def __post_init__(self) -> None:
         object.__setattr__(self, "vlans", {v.name: v for v in self.network.vlans})
         object.__setattr__(self, "hosts", {h.name: h for h in self.network.hosts})
+
+    @property
+    def sealed(self) -> bool:
+        """`site.mode: sealed`: an air-gapped site; nothing at all leaves it."""
+        return self.site.site.mode == "sealed"
 
     def where(self, file: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
         """(display file, line, col) of a value in one of the policy files."""

@@ -52,6 +52,8 @@ def _dupes(
 
 def _site(p: Policy, out: list[Diagnostic]) -> None:
     src = p.sources["site.yaml"]
+    if p.site.hub is None:  # a sealed site (validate_sealed)
+        return
     if p.site.hub.bridge.insecure:
         out.append(
             src.diag(
@@ -268,7 +270,7 @@ def _flows(p: Policy, out: list[Diagnostic]) -> None:
                         f"flows[{i}]: '{f.to}' carries its own port (site.yaml); remove `service`",
                     )
                 )
-            if f.to == HUB_MANAGEMENT and not p.site.hub.management:
+            if f.to == HUB_MANAGEMENT and p.site.hub is not None and not p.site.hub.management:
                 out.append(
                     src.diag((*at, "to"), f"flows[{i}]: site.yaml lists no hub.management endpoint")
                 )

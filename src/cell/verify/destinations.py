@@ -215,6 +215,8 @@ def _remote(policy: Policy, address: str, hubs: dict[str, str]) -> tuple[Endpoin
 
 def _hubs_by_name(policy: Policy, names: dict[str, set[str]]) -> dict[str, str]:
     hub = policy.site.hub
+    if hub is None:  # a sealed site
+        return {}
     wanted = [(hub.bridge.address, "hub.bridge")]
     wanted += [(m.address, "hub.management") for m in hub.management]
     out = {}
