@@ -8,13 +8,13 @@ kernel lists back exactly these objects (plus handles and counter values), which
 detection compares. The parts live in their own modules:
 
   prerouting   anti-spoofing: a source must belong to the link it arrives on (`antispoof`)
+  mark_input, mark_forward, mark_output   a new connection's ct mark: its interface pair (`ctpairs`)
   input/forward/output (filter, priority 0, policy drop), in order:
     1. forward: every VLAN without Internet (every VLAN, sealed) is counted and dropped towards
        the WAN link before anything else, whatever conntrack says; output of a sealed site: the
        same for the Cell itself;
     2. `ct state established,related` accepted only on the interface pair of the connection
-       (`ctpairs`: a ct mark set when it was opened); `ct state invalid` counted and dropped;
-       new connections get their pair's mark;
+       (`ctpairs`: the ct mark set when it was opened); `ct state invalid` counted and dropped;
     3. input/output: `iif lo` / `oif lo` accept (the Cell's own services talk over loopback);
     4. the allows, each one lookup in a named set that the flows fill (`ruleset.compile_allowed`):
        input    iifname . ip saddr . ip daddr . meta l4proto . th dport @in_allow   site -> own gateway address
@@ -152,9 +152,9 @@ def compile_ruleset(policy: Policy) -> list[Json]:
     """The `inet cell` table for `policy`, as libnftables JSON objects in canonical order."""
     allowed = compile_allowed(policy)
     sets = _sets(policy, allowed)
-    chains = [antispoof.antispoof_chain()]
+    chains = [antispoof.antispoof_chain(), *ctpairs.mark_chains()]
     chains += [base_chain(c, c, 0, "drop") for c in CHAINS]
-    built = antispoof.antispoof_rules(policy)
+    built = antispoof.antispoof_rules(policy) + ctpairs.mark_rules()
     built += _input(policy) + _forward(policy, allowed) + _output(policy, allowed)
     if nat.nat_enabled(policy):
         chains.append(nat.nat_chain())
@@ -203,7 +203,6 @@ def _head(chain: str, lo: str | None) -> list[Json]:
     out = [
         ctpairs.established(chain),
         dropped(chain, invalid_counter(chain), f"invalid>{chain}", match(ct("state"), "invalid", "in")),
-        ctpairs.mark_new(chain),
     ]  # fmt: skip
     if lo is not None:
         out.append(rule(chain, match(meta(lo), "lo"), ACCEPT))

@@ -7,8 +7,11 @@ another host's connection is ESTABLISHED, so either would cross to any interface
 - when a connection is opened (`ct state new`), its ct mark is set to the pair of classes it
   runs between, looked up from the interfaces: `ct mark set iifname . oifname map @ct_mark_fwd`
   (forward), `iifname map @ct_mark_in` (to the Cell), `oifname map @ct_mark_out` (from it).
-  A packet that is then dropped leaves no connection behind (conntrack confirms only what is
-  accepted), so a mark exists only on a connection some flow accepted;
+  That happens in base chains of their own (`mark_input`, `mark_forward`, `mark_output`, at
+  priority mangle, -150, before the filter chains), so the mark says where a connection runs
+  whatever the filter decides: a rule someone inserts at the top of a filter chain cannot leave
+  its connections unmarked (and so its replies unseen by `cell probe`). A packet that is then
+  dropped leaves no connection behind (conntrack confirms only what is accepted);
 - an established or related packet is accepted only if its connection's mark and its own
   interfaces are one of that pair's two directions: `ct mark . iifname . oifname @ct_fwd`,
   `ct mark . iifname @ct_in`, `ct mark . oifname @ct_out`. Everything else goes on down the chain
@@ -32,6 +35,7 @@ from firewall.nftjson import (
     IIFNAME,
     OIFNAME,
     Json,
+    base_chain,
     concat,
     ct,
     key,
@@ -45,6 +49,7 @@ from policies.flows import GATEWAY, WAN
 if TYPE_CHECKING:
     from policies.model import Policy
 
+HOOKS = ("input", "forward", "output")
 MARK_TAG = 1 << 24
 GATEWAY_ID, WAN_ID = 0, 4095
 _STATE = ct("state")
@@ -118,9 +123,20 @@ def established(chain: str) -> Json:
     )
 
 
-def mark_new(chain: str) -> Json:
-    """Give a new connection the mark of the pair it runs between (a miss leaves it 0)."""
-    ifs = {"input": [IIFNAME], "output": [OIFNAME], "forward": [IIFNAME, OIFNAME]}[chain]
-    name = {"input": MARK_IN, "output": MARK_OUT, "forward": MARK_FWD}[chain]
-    value = {"map": {"key": key(*ifs), "data": f"@{name}"}}
-    return rule(chain, match(_STATE, "new", "in"), {"mangle": {"key": ct("mark"), "value": value}})
+MARK_PRIORITY = -150  # mangle: after conntrack (-200), before the filter chains (0)
+
+
+def mark_chains() -> list[Json]:
+    return [base_chain(f"mark_{h}", h, MARK_PRIORITY, "accept") for h in HOOKS]
+
+
+def mark_rules() -> list[Json]:
+    """Give each new connection the mark of the pair it runs between (a miss leaves it 0)."""
+    out = []
+    for hook in HOOKS:
+        ifs = {"input": [IIFNAME], "output": [OIFNAME], "forward": [IIFNAME, OIFNAME]}[hook]
+        name = {"input": MARK_IN, "output": MARK_OUT, "forward": MARK_FWD}[hook]
+        value = {"map": {"key": key(*ifs), "data": f"@{name}"}}
+        mangle = {"mangle": {"key": ct("mark"), "value": value}}
+        out.append(rule(f"mark_{hook}", match(_STATE, "new", "in"), mangle))
+    return out
