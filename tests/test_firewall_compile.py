@@ -207,8 +207,10 @@ def _matches(m: Json, pkt: dict[str, Any], sets: dict[str, list[Any]]) -> bool:
 def evaluate(objects: list[Json], chain: str, pkt: dict[str, Any]) -> tuple[str, str | None]:
     """(verdict, counter) of the first rule of `chain` that matches a NEW packet."""
     sets = sets_of(objects)
-    sets[HUB_BRIDGE_SET] = sets[HUB_BRIDGE_SET] or [HUB_BRIDGE_IP]  # as dnsmasq would
-    sets[hub_mgmt_set(0)] = sets[hub_mgmt_set(0)] or [HUB_MGMT_IP]
+    if HUB_BRIDGE_SET in sets:  # (a sealed site has no hub)
+        sets[HUB_BRIDGE_SET] = sets[HUB_BRIDGE_SET] or [HUB_BRIDGE_IP]  # as dnsmasq would
+    if hub_mgmt_set(0) in sets:
+        sets[hub_mgmt_set(0)] = sets[hub_mgmt_set(0)] or [HUB_MGMT_IP]
     for o in objects:
         if o.get("rule", {}).get("chain") != chain:
             continue

@@ -197,7 +197,10 @@ def _resolver(policy: Policy, layout: Layout) -> list[str]:
     out += [f"listen-address={_ip(a)}" for a in resolver_addresses(policy)]
     out.append("")
     resolvers = policy.network.wan.resolvers
-    if resolvers:
+    if policy.sealed:
+        out += why("A sealed site (site.mode: sealed): no upstream at all, nothing is forwarded.")
+        out += ["no-resolv", "no-poll"]
+    elif resolvers:
         out += why("Only the policy's resolvers (wan.resolvers), which the firewall admits on 53.")
         out += ["no-resolv", "no-poll"]
         out += [f"server={_ip(r)}" for r in resolvers]

@@ -263,7 +263,10 @@ class Listener(Strict):
 
 
 class MqttFile(Strict):
-    bridge: BridgeSettings = Field(description="The bridge to the hub.")
+    bridge: BridgeSettings = Field(
+        default=BridgeSettings(name="hub"),
+        description="The bridge to the hub. Required unless the site is sealed (then refused).",
+    )
     listener: Listener = Field(default=Listener(), description="The local broker's listener.")
     topics: list[TopicRule] = Field(default=[], description="The bridge's topic policy.")
     clients: list[Client] = Field(default=[], description="The local broker's ACL.")

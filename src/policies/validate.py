@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from policies.errors import Diagnostic
 from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, OUTSIDE, RESERVED, WAN, flow_ports
 from policies.validate_mqtt import validate_mqtt
+from policies.validate_sealed import validate_sealed
 
 if TYPE_CHECKING:
     from policies.model import Policy
@@ -32,6 +33,7 @@ def validate_policy(policy: Policy) -> list[Diagnostic]:
     _flows(policy, out)
     _dns(policy, out)
     out.extend(validate_mqtt(policy))
+    out.extend(validate_sealed(policy))
     return out
 
 
