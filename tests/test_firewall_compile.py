@@ -287,3 +287,30 @@ def test_ruleset_agrees_with_decide(site: Site, variant: str) -> None:
                 assert counter == drop_counter_for(p, scls, dcls), (src, dst, port, proto)
             checked += 1
     assert checked > 2000
+
+
+def test_nat_masquerades_site_sources_out_of_the_wan_unless_turned_off(site: Site) -> None:
+    objects = compile_ruleset(load_policy(site.root))
+    (nat,) = [o["chain"] for o in objects if "chain" in o and o["chain"]["type"] == "nat"]
+    assert (nat["hook"], nat["prio"], nat["policy"]) == ("postrouting", 100, "accept")
+    (rule,) = [
+        o["rule"]["expr"] for o in objects if o.get("rule", {}).get("chain") == "postrouting"
+    ]
+    assert {"masquerade": None} in rule
+    assert {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "eth1"}} in rule
+    site.edit("network.yaml", "  interface: eth1\n", "  interface: eth1\n  nat: false\n")
+    off = compile_ruleset(load_policy(site.root))
+    assert not [o for o in off if "chain" in o and o["chain"]["type"] == "nat"]
+    assert rule_count(off) == rule_count(objects) - 1
+
+
+def test_antispoofing_binds_each_link_to_its_sources(policy: Policy) -> None:
+    objects = compile_ruleset(policy)
+    pre = [o["rule"]["expr"] for o in objects if o.get("rule", {}).get("chain") == "prerouting"]
+    counted = [e for e in pre if any("counter" in x for x in e)]
+    assert len(counted) == len(policy.vlans) + 1
+    cams = next(e for e in counted if {"counter": "drop_spoofed_cameras"} in e)
+    assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                      "right": {"prefix": {"addr": "10.10.0.0", "len": 24}}}} in cams  # fmt: skip
+    (chain,) = [o["chain"] for o in objects if o.get("chain", {}).get("name") == "prerouting"]
+    assert chain["prio"] == -300  # before conntrack: a forged packet makes no connection
