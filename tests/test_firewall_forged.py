@@ -285,3 +285,22 @@ def test_spoofed_sources_are_dropped_and_counted(lab: tuple[Policy, LabInfo]) ->
 
         _, rose = _attack(info, sniffer, info.wan, from_wan, "drop_spoofed_wan")
         assert rose >= 1
+
+
+def test_what_a_flow_lets_out_arrives_from_the_cells_wan_address(
+    lab: tuple[Policy, LabInfo],
+) -> None:
+    """NAT: the laptop's HTTPS flow reaches a WAN server, which sees only the Cell's WAN address
+    (it has no route to the site), and the reply comes back through conntrack."""
+    _, info = lab
+    laptop = info.hosts["laptop"]
+    log = Path(info.logs["internet"])
+    before = log.read_text() if log.exists() else ""
+    with open_connection(laptop["netns"], laptop["address"], (info.outside["internet"], 443)):
+        pass  # connected: the SYN-ACK came back to the laptop
+    deadline = time.monotonic() + 2
+    while log.read_text() == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    new = log.read_text()[len(before) :]
+    assert f'"src": "{info.wan_link["gateway"]}:' in new, new
+    assert laptop["address"] not in new

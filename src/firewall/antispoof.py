@@ -22,7 +22,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from firewall.counters import dropped, spoof_counter
-from firewall.nftjson import IF_ADDR, IIFNAME, SADDR, Json, base_chain, match, set_
+from firewall.nftjson import (
+    ACCEPT,
+    IF_ADDR,
+    IIFNAME,
+    SADDR,
+    Json,
+    base_chain,
+    key,
+    match,
+    rule,
+    set_,
+)
 from firewall.ruleset import address_json, site_endpoint
 from policies.flows import WAN
 
@@ -50,7 +61,13 @@ def antispoof_chain() -> Json:
 
 
 def antispoof_rules(policy: Policy) -> list[Json]:
-    out = []
+    wan = policy.network.wan.interface
+    # The common case first, in two lookups: a VLAN's own source, an outside source on the WAN
+    # (accept ends this chain only; the filter chains still decide).
+    out = [
+        rule(CHAIN, match(key(IIFNAME, SADDR), f"@{VLAN_NETS}"), ACCEPT),
+        rule(CHAIN, match(IIFNAME, wan), match(SADDR, f"@{SITE_NETS}", "!="), ACCEPT),
+    ]
     for v in _vlans(policy):
         subnet = address_json(_subnet(policy, v.name))
         out.append(
@@ -62,7 +79,6 @@ def antispoof_rules(policy: Policy) -> list[Json]:
                 match(SADDR, subnet, "!="),
             )
         )
-    wan = policy.network.wan.interface
     out.append(
         dropped(
             CHAIN,

@@ -230,8 +230,9 @@ def _forward(policy: Policy, allowed: Allowed) -> list[Json]:
     to_wan = match(OIFNAME, wan)
     vlans = _vlans(policy)
     # Before conntrack is asked: no packet of a VLAN without Internet leaves by the WAN link.
+    # (The output link first: it fails at once for traffic inside the site.)
     out = [
-        drop(c, v.name, WAN, match(IIFNAME, v.interface), to_wan)
+        drop(c, v.name, WAN, to_wan, match(IIFNAME, v.interface))
         for v in vlans
         if policy.sealed or not v.internet
     ]
