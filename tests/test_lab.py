@@ -7,7 +7,6 @@ lab in a fixture's `finally`, even when it fails.
 from __future__ import annotations
 
 import ipaddress
-
 import socket
 import struct
 import subprocess
