@@ -223,6 +223,22 @@ def test_forged_icmp_error_on_the_bridge_connection_stays_in(
         assert seen, "control: under the old ruleset the forged ICMP error should leak"
 
 
+def _handshake(sniffer: Sniffer, server: tuple[str, int], nat_addr: str) -> tuple[int, int]:
+    """(next client seq, next server seq) of the latest handshake with `server` on the WAN
+    link: what an attacker who can see or guess the flow's sequence numbers knows. Conntrack
+    files a packet under a TCP connection only inside its window."""
+    frames = [scapy_all.Ether(f) for f in list(sniffer.frames)]
+    tcp = [f for f in frames if f.haslayer(TCP) and f.haslayer(IP)]
+    syns = [f for f in tcp if f[IP].src == nat_addr and f[TCP].dport == server[1]
+            and f[IP].dst == server[0] and f[TCP].flags == "S"]  # fmt: skip
+    assert syns, "the laptop's SYN never reached the WAN"
+    syn = syns[-1]
+    acks = [f for f in tcp if f[IP].src == server[0] and f[TCP].dport == syn[TCP].sport
+            and f[TCP].flags == "SA"]  # fmt: skip
+    assert acks, "no SYN-ACK on the WAN link"
+    return int(syn[TCP].seq) + 1, int(acks[-1][TCP].seq) + 1
+
+
 def test_forged_packet_of_another_hosts_flow_stays_in(
     lab: tuple[Policy, LabInfo], restore: None
 ) -> None:
@@ -233,9 +249,11 @@ def test_forged_packet_of_another_hosts_flow_stays_in(
         sniffing(info) as sniffer,
         open_connection(laptop["netns"], laptop["address"], internet) as port,
     ):
+        time.sleep(0.1)
+        seq, ack = _handshake(sniffer, internet, info.wan_link["gateway"])
 
         def forged(marker: bytes) -> bytes:  # the laptop's HTTPS flow, sent by a camera
-            tcp = TCP(sport=port, dport=internet[1], flags="PA", seq=1, ack=1)
+            tcp = TCP(sport=port, dport=internet[1], flags="PA", seq=seq, ack=ack, window=502)
             return bytes(IP(src=laptop["address"], dst=internet[0]) / tcp / Raw(marker))
 
         seen, rose = _attack(info, sniffer, cam["netns"], forged, "drop_spoofed_cameras")
