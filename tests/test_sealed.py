@@ -6,6 +6,7 @@ nothing leaves, from any VLAN or from the Cell itself.
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,13 @@ def test_a_sealed_site_validates_and_says_so(sealed: Path) -> None:
     p = load_policy(sealed)
     assert p.sealed and p.site.site.mode == "sealed" and p.site.hub is None
     assert load_policy(EXAMPLE).site.site.mode == "connected"
+    r = subprocess.run(
+        [sys.executable, "-m", "cell.cli", "validate", "--repo", str(sealed), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and json.loads(r.stdout)["mode"] == "sealed", r.stderr
 
 
 def test_validation_refuses_everything_that_would_leave(site: Site) -> None:
