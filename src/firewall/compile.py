@@ -174,29 +174,26 @@ def _sets(policy: Policy, allowed: Allowed) -> list[Json]:
         return [element_json(e) for e in minimal(items)]
 
     out = [
-        _set("in_allow", [*IF_ADDR, "ipv4_addr", *PROTO_PORT], elems(allowed.in_allow)),
-        _set("fwd_allow", [*IF_ADDR, "ipv4_addr", *PROTO_PORT], elems(allowed.fwd_allow)),
-        _set("fwd_wan", [*IF_ADDR, *PROTO_PORT], elems(allowed.fwd_wan)),
+        set_("in_allow", [*IF_ADDR, "ipv4_addr", *PROTO_PORT], elems(allowed.in_allow)),
+        set_("fwd_allow", [*IF_ADDR, "ipv4_addr", *PROTO_PORT], elems(allowed.fwd_allow)),
+        set_("fwd_wan", [*IF_ADDR, *PROTO_PORT], elems(allowed.fwd_wan)),
     ]
     if allowed.fwd_hub_bridge:
-        out.append(_set("fwd_hub_bridge", IF_ADDR, elems(allowed.fwd_hub_bridge)))
+        out.append(set_("fwd_hub_bridge", IF_ADDR, elems(allowed.fwd_hub_bridge)))
     if allowed.fwd_hub_mgmt:
-        out.append(_set("fwd_hub_mgmt", IF_ADDR, elems(allowed.fwd_hub_mgmt)))
-    out.append(_set("out_allow", [*IF_ADDR, *PROTO_PORT], elems(allowed.out_allow)))
-    out.append(_set("out_wan", PROTO_PORT, elems(allowed.out_wan)))
+        out.append(set_("fwd_hub_mgmt", IF_ADDR, elems(allowed.fwd_hub_mgmt)))
+    out.append(set_("out_allow", [*IF_ADDR, *PROTO_PORT], elems(allowed.out_allow)))
+    out.append(set_("out_wan", PROTO_PORT, elems(allowed.out_wan)))
     if not policy.sealed:
         resolvers = {(a, a) for a in map(ip_int, policy.network.wan.resolvers)} or {ALL_V4}
-        out.append(_set(RESOLVERS_SET, ["ipv4_addr"], elems({(r,) for r in resolvers})))
+        out.append(set_(RESOLVERS_SET, ["ipv4_addr"], elems({(r,) for r in resolvers})))
     hub = policy.site.hub
     if hub is not None:
         endpoints = (hub.bridge, *hub.management)
         for (name, _, _), ep in zip(_hub_endpoints(policy), endpoints, strict=True):
             literal = [ep.address] if is_ipv4(ep.address) else []  # else dnsmasq fills it
-            out.append(_set(name, ["ipv4_addr"], literal, interval=False))
+            out.append(set_(name, ["ipv4_addr"], literal, interval=False))
     return [*out, *antispoof.antispoof_sets(policy), *ctpairs.ct_objects(policy)]
-
-
-_set = set_
 
 
 def _head(chain: str, lo: str | None) -> list[Json]:
