@@ -1,8 +1,8 @@
 """Compile a validated `Policy` into the nftables ruleset of table `inet cell` (pure).
 
 The output is a list of libnftables JSON objects (libnftables-json(5)) in one canonical order:
-the table, its counters (by name), its sets and maps, the chains prerouting, input, forward,
-output (and postrouting, for NAT), then their rules. `render_json` wraps them in one document
+the table, its counters (by name), its sets and maps, the chains prerouting, mark_input,
+mark_forward, mark_output, input, forward, output (and postrouting, for NAT), then their rules. `render_json` wraps them in one document
 that replaces the table atomically; `nfttext` prints the same objects as nft syntax. Loaded, the
 kernel lists back exactly these objects (plus handles and counter values), which is what drift
 detection compares. The parts live in their own modules:
