@@ -75,7 +75,7 @@ def main() -> None:
             stdout=-3,
             stderr=-3,
         )
-        time.sleep(0.5)
+        wait_listening(cam["netns"], cam["address"], PORT)
 
         apply_times = []
         for _ in range(5):
@@ -114,6 +114,24 @@ def main() -> None:
             server.wait()
         lab_down(site_id)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_listening(ns: str, address: str, port: int, timeout: float = 10.0) -> None:
+    """Until iperf3 holds the port (the killed responder may still have it for a moment)."""
+    import socket
+
+    def probe() -> bool:
+        try:
+            socket.create_connection((address, port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
+    deadline = time.monotonic() + timeout
+    while not netns.with_ns(ns, probe):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"iperf3 is not listening on {address}:{port}")
+        time.sleep(0.1)
 
 
 def elements(doc: dict) -> int:

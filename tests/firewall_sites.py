@@ -66,3 +66,24 @@ def tricky_names(site: Site) -> Policy:
 
 def sets_of(objects: list[Json]) -> dict[str, list[Any]]:
     return {o["set"]["name"]: o["set"].get("elem", []) for o in objects if "set" in o}
+
+
+def seal(root: Path) -> Path:
+    """Turn a copy of the example at `root` into a sealed site: no hub, no bridge, no up/down
+    topic, no flow out, no upstream resolver (site.mode: sealed). Returns `root`."""
+    site = (root / "site.yaml").read_text()
+    head = site.split("\nhub:", 1)[0]
+    (root / "site.yaml").write_text(head.replace("  name: ", "  mode: sealed\n  name: ", 1) + "\n")
+    net = (root / "network.yaml").read_text()
+    net = net.replace("  resolvers: [203.0.113.53]\n", "")
+    keep = [ln for ln in net.splitlines() if not any(w in ln for w in WAN_FLOWS)]
+    (root / "network.yaml").write_text("\n".join(keep) + "\n")
+    mqtt = (root / "mqtt.yaml").read_text()
+    mqtt = mqtt.replace("bridge:\n  name: hub\n", "").replace("  default: local\n", "")
+    mqtt = mqtt.replace("direction: up,", "direction: local,")
+    mqtt = mqtt.replace("direction: down,", "direction: local,")
+    (root / "mqtt.yaml").write_text(mqtt)
+    return root
+
+
+WAN_FLOWS = ("to: wan,", "to: hub.bridge}", "to: hub.management}")

@@ -66,7 +66,8 @@ def test_the_gateway_to_the_hub_on_another_port_or_to_the_wan_is_unexpected(tmp_
         tmp_path,
         [
             frame(GW, HUB, "tcp", 40000, 22, flags=SYN),
-            frame(GW, "198.19.0.80", "tcp", 1, 443, flags=SYN),
+            # Not 443: behind NAT the Cell's address also carries ops' flow to wan:443.
+            frame(GW, "198.19.0.80", "tcp", 1, 8443, flags=SYN),
         ],
     )
     assert {r["verdict"] for r in doc["destinations"]} == {"unexpected"} and doc["unexpected"] == 2
@@ -112,3 +113,21 @@ def test_hub_addresses_come_from_the_gateways_own_dns_answers_in_the_window(tmp_
     assert rows[(HUB, 8883)]["endpoint"] == "hub.bridge"
     # An answer to a laptop is not what the firewall's hub set is filled from.
     assert rows[(PHONE, 8883)]["verdict"] == "unexpected"
+
+
+def test_behind_nat_a_site_flow_is_allowed_and_a_leak_is_not(tmp_path: Path) -> None:
+    """With NAT (the default) the WAN sees only the Cell's address: a connection is allowed when
+    some site source may open it (ops -> wan:443), and a leak stays unexpected."""
+    doc = _doc(
+        tmp_path,
+        [
+            frame(GW, "198.19.0.80", "tcp", 50000, 443, flags=SYN),
+            frame(GW, PHONE, "udp", 40000, 9999, payload=10),
+        ],
+    )
+    rows = {(r["address"], r["port"]): r for r in doc["destinations"]}
+    web = rows[("198.19.0.80", 443)]
+    assert web["verdict"] == "allowed" and web["rule"]["from"] == "ops"
+    assert web["source"] == {"address": GW, "name": "site (NAT)", "vlan": None}
+    leak = rows[(PHONE, 9999)]
+    assert leak["verdict"] == "unexpected" and leak["source"]["name"] == "gateway"

@@ -138,7 +138,10 @@ def test_allowed_traffic_then_a_leak_is_unexpected_and_in_the_window(
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["coverage"]["complete"] is True
-    leak = f"src host {cam['address']} and dst host {phone} and udp port 9999"
+    # The leak leaves like everything else, translated to the Cell's WAN address (NAT): the WAN
+    # never sees a site address.
+    wan_addr = info.wan_link["gateway"]
+    leak = f"src host {wan_addr} and dst host {phone} and udp port 9999"
     assert _tcpdump_count(out, leak) == 5
 
     r = _cell(
@@ -152,11 +155,11 @@ def test_allowed_traffic_then_a_leak_is_unexpected_and_in_the_window(
     assert row["verdict"] == "unexpected" and row["rule"] is None
     assert (row["port"], row["proto"], row["packets_out"]) == (9999, "udp", 8)
     assert row["packets"] - row["packets_out"] in (0, 8)  # the phone-home answers each, or none
-    assert row["source"] == {"address": cam["address"], "name": "cam-01", "vlan": "cameras"}
+    assert row["source"] == {"address": wan_addr, "name": "gateway", "vlan": None}
     assert after["unexpected"] == 1
     text = _cell("pcap", "destinations", "--since", since, "--until", t2, "--repo", str(repo))
     assert text.returncode == 3
-    assert f"✗ cam-01 -> {phone}:9999/udp" in text.stdout and "UNEXPECTED" in text.stdout
+    assert f"✗ gateway -> {phone}:9999/udp" in text.stdout and "UNEXPECTED" in text.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2(

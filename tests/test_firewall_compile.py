@@ -21,6 +21,7 @@ from firewall.compile import (
     hub_mgmt_set,
     render_json,
     rule_count,
+    spoof_counters,
 )
 from firewall.nfttext import render_text
 from firewall_sites import EXAMPLE, Json, grow, literal_hub, sets_of, tricky_names
@@ -54,7 +55,7 @@ def test_same_policy_same_bytes_replacing_only_our_table(policy: Policy) -> None
 
 def test_rule_count_does_not_grow_with_hosts(site: Site, policy: Policy) -> None:
     big = compile_ruleset(grow(site, 600))
-    assert rule_count(big) == rule_count(compile_ruleset(policy)) == 85  # 36 of them log rules
+    assert rule_count(big) == rule_count(compile_ruleset(policy)) == 107  # 44 of them log rules
     assert len(sets_of(big)["fwd_allow"]) == 600 + 3
 
 
@@ -87,6 +88,8 @@ def test_every_drop_class_has_its_counter_and_prefix(policy: Policy) -> None:
     for c in pairs:
         assert drops[c.name] == f"cell drop {c.source}>{c.dest}: "
     fixed = {f"drop_{k}_{c}" for k in ("other", "invalid") for c in ("input", "forward", "output")}
+    fixed |= set(spoof_counters(policy))
+    assert len(spoof_counters(policy)) == 4 + 1
     assert counters == set(drops) == {c.name for c in pairs} | fixed
 
 
@@ -204,8 +207,10 @@ def _matches(m: Json, pkt: dict[str, Any], sets: dict[str, list[Any]]) -> bool:
 def evaluate(objects: list[Json], chain: str, pkt: dict[str, Any]) -> tuple[str, str | None]:
     """(verdict, counter) of the first rule of `chain` that matches a NEW packet."""
     sets = sets_of(objects)
-    sets[HUB_BRIDGE_SET] = sets[HUB_BRIDGE_SET] or [HUB_BRIDGE_IP]  # as dnsmasq would
-    sets[hub_mgmt_set(0)] = sets[hub_mgmt_set(0)] or [HUB_MGMT_IP]
+    if HUB_BRIDGE_SET in sets:  # (a sealed site has no hub)
+        sets[HUB_BRIDGE_SET] = sets[HUB_BRIDGE_SET] or [HUB_BRIDGE_IP]  # as dnsmasq would
+    if hub_mgmt_set(0) in sets:
+        sets[hub_mgmt_set(0)] = sets[hub_mgmt_set(0)] or [HUB_MGMT_IP]
     for o in objects:
         if o.get("rule", {}).get("chain") != chain:
             continue
@@ -282,3 +287,30 @@ def test_ruleset_agrees_with_decide(site: Site, variant: str) -> None:
                 assert counter == drop_counter_for(p, scls, dcls), (src, dst, port, proto)
             checked += 1
     assert checked > 2000
+
+
+def test_nat_masquerades_site_sources_out_of_the_wan_unless_turned_off(site: Site) -> None:
+    objects = compile_ruleset(load_policy(site.root))
+    (nat,) = [o["chain"] for o in objects if "chain" in o and o["chain"]["type"] == "nat"]
+    assert (nat["hook"], nat["prio"], nat["policy"]) == ("postrouting", 100, "accept")
+    (rule,) = [
+        o["rule"]["expr"] for o in objects if o.get("rule", {}).get("chain") == "postrouting"
+    ]
+    assert {"masquerade": None} in rule
+    assert {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "eth1"}} in rule
+    site.edit("network.yaml", "  interface: eth1\n", "  interface: eth1\n  nat: false\n")
+    off = compile_ruleset(load_policy(site.root))
+    assert not [o for o in off if "chain" in o and o["chain"]["type"] == "nat"]
+    assert rule_count(off) == rule_count(objects) - 1
+
+
+def test_antispoofing_binds_each_link_to_its_sources(policy: Policy) -> None:
+    objects = compile_ruleset(policy)
+    pre = [o["rule"]["expr"] for o in objects if o.get("rule", {}).get("chain") == "prerouting"]
+    counted = [e for e in pre if any("counter" in x for x in e)]
+    assert len(counted) == len(policy.vlans) + 1
+    cams = next(e for e in counted if {"counter": "drop_spoofed_cameras"} in e)
+    assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                      "right": {"prefix": {"addr": "10.10.0.0", "len": 24}}}} in cams  # fmt: skip
+    (chain,) = [o["chain"] for o in objects if o.get("chain", {}).get("name") == "prerouting"]
+    assert chain["prio"] == -300  # before conntrack: a forged packet makes no connection

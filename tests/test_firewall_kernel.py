@@ -22,7 +22,7 @@ from firewall.compile import (
     rule_count,
 )
 from firewall.nfttext import render_text
-from firewall_sites import EXAMPLE, grow, literal_hub, tricky_names
+from firewall_sites import EXAMPLE, grow, literal_hub, seal, tricky_names
 from policies import Policy, load_policy
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ VARIANTS = {
     "literal_hub": literal_hub,
     "tricky_names": tricky_names,
     "600_cameras": lambda site: grow(site, 600),
+    "sealed": lambda site: load_policy(seal(site.root)),
 }
 
 

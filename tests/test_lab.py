@@ -6,6 +6,7 @@ lab in a fixture's `finally`, even when it fails.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 import subprocess
@@ -127,6 +128,11 @@ def test_wan_namespace_is_closed(lab: tuple[Policy, LabInfo]) -> None:
     routes = ip_json("-n", info.wan, "route")
     assert not [r for r in routes if r["dst"] == "default"]
     assert all(r.get("gateway") in (None, info.wan_link["gateway"]) for r in routes)
+    # Like an ISP uplink: no route to the site's subnets (what leaves the site arrives by NAT).
+    subnets = [ipaddress.IPv4Network(v["subnet"]) for v in info.vlans.values()]
+    for r in routes:
+        dst = ipaddress.IPv4Network(r["dst"])
+        assert not any(dst.overlaps(s) for s in subnets), r
     lo = {
         a["local"]
         for link in ip_json("-n", info.wan, "addr", "show", "lo")

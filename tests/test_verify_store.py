@@ -193,6 +193,8 @@ def test_retention_bounds_the_events(tmp_path: Path) -> None:
 def test_drop_deltas_survive_a_reapply(tmp_path: Path) -> None:
     assert split_counter("drop_cameras.wan") == ("cameras", "wan")
     assert split_counter("drop_other_forward") == ("other", "forward")
+    assert split_counter("drop_spoofed_cameras") == ("spoofed", "cameras")
+    assert split_counter("drop_spoofed_wan") == ("spoofed", "wan")
     assert split_counter("drop_invalid_input") == ("invalid", "input")
     t = NOW.timestamp()
     with open_store(tmp_path) as store:

@@ -49,8 +49,8 @@ class MonitorCore:
     def __init__(self, policy: Policy, *, log: str = "", source: str = "monitor") -> None:
         self.policy = policy
         self.classifier = Classifier(policy)
-        hub = policy.site.hub.bridge
-        self.prefix = hub.remote_prefix
+        hub = policy.site.hub.bridge if policy.site.hub is not None else None  # None: sealed
+        self.prefix = hub.remote_prefix if hub else ""
         self.local_id = bridge_local_client_id(policy)
         self.state_topic = bridge_state_topic(policy)
         self.parser = LogParser(self.local_id, every_publish=source == "log")
@@ -58,7 +58,7 @@ class MonitorCore:
         self.source = source
         self.refs = [self._ref(i) for i in range(len(self.classifier.rules))]
         self.default_ref = RuleRef(index=None, pattern=None, direction=self.classifier.default)
-        self._remote = f"{hub.address}:{hub.port}"
+        self._remote = f"{hub.address}:{hub.port}" if hub else "none (sealed)"
         self.seen_since: float | None = None
         self.log_since: float | None = None
         self.link = LinkState()

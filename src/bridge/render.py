@@ -164,6 +164,11 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
 
 
 def _bridge(policy: Policy, layout: Layout) -> list[str]:
+    if policy.site.hub is None:
+        return [
+            *_header(policy, "bridge.conf: none. The site is sealed (site.mode: sealed)."),
+            *why("No connection: a sealed site has no hub, and nothing is bridged."),
+        ]
     hub = policy.site.hub.bridge
     prefix = safe(hub.remote_prefix)
     head = [
@@ -249,6 +254,7 @@ def _bridge(policy: Policy, layout: Layout) -> list[str]:
 
 
 def _tls(policy: Policy, layout: Layout) -> list[str]:
+    assert policy.site.hub is not None  # only a bridge has TLS
     hub = policy.site.hub.bridge
     if hub.insecure or hub.tls is None:
         bar = "# " + "!" * (WIDTH - 2)

@@ -15,7 +15,7 @@ from policies import Policy
 
 def policy_table(policy: Policy) -> dict[str, Any]:
     """{site, connection, client_id, remote, prefix, rules: [...], default: {...}}."""
-    hub = policy.site.hub.bridge
+    hub = policy.site.hub.bridge if policy.site.hub is not None else None  # None: sealed
     rules = []
     for i, rule in enumerate(policy.mqtt.topics):
         file, line, _ = policy.where("mqtt.yaml", ("topics", i))
@@ -39,8 +39,8 @@ def policy_table(policy: Policy) -> dict[str, Any]:
         "site": policy.site.site.id,
         "connection": policy.mqtt.bridge.name,
         "client_id": bridge_client_id(policy),
-        "remote": f"{hub.address}:{hub.port}",
-        "prefix": hub.remote_prefix,
+        "remote": f"{hub.address}:{hub.port}" if hub else None,
+        "prefix": hub.remote_prefix if hub else None,
         "rules": rules,
         "default": {"direction": default, "tag": TAGS[default], "file": file, "line": line},
     }

@@ -60,6 +60,8 @@ def resolver_addresses(policy: Policy) -> list[str]:
 def hub_nftsets(policy: Policy) -> dict[str, list[str]]:
     """Hub hostname -> the sets its A records go into. IP literals need no resolver: omitted."""
     hub = policy.site.hub
+    if hub is None:  # a sealed site
+        return {}
     named = [(hub.bridge.address, HUB_BRIDGE_SET)]
     named += [(m.address, hub_mgmt_set(i)) for i, m in enumerate(hub.management)]
     out: dict[str, list[str]] = {}
@@ -195,7 +197,10 @@ def _resolver(policy: Policy, layout: Layout) -> list[str]:
     out += [f"listen-address={_ip(a)}" for a in resolver_addresses(policy)]
     out.append("")
     resolvers = policy.network.wan.resolvers
-    if resolvers:
+    if policy.sealed:
+        out += why("A sealed site (site.mode: sealed): no upstream at all, nothing is forwarded.")
+        out += ["no-resolv", "no-poll"]
+    elif resolvers:
         out += why("Only the policy's resolvers (wan.resolvers), which the firewall admits on 53.")
         out += ["no-resolv", "no-poll"]
         out += [f"server={_ip(r)}" for r in resolvers]

@@ -27,7 +27,7 @@ from firewall.document import (
 )
 from firewall.nft import FirewallError, NftBackend
 
-_KINDS = ("table", "chain", "set", "rule", "counter", "element")
+_KINDS = ("table", "chain", "set", "map", "rule", "counter", "element")
 _VERBS = ("add", "delete", "flush", "list")
 
 

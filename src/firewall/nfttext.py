@@ -35,6 +35,7 @@ _TYPES = {
     ("meta", "oif"): "iface_index",
     ("meta", "l4proto"): "inet_proto",
     ("ct", "state"): "ct_state",
+    ("ct", "mark"): "mark",
     ("payload", "ip.saddr"): "ipv4_addr",
     ("payload", "ip.daddr"): "ipv4_addr",
     ("payload", "th.dport"): "inet_service",
@@ -56,6 +57,8 @@ def render_text(objects: Sequence[Json]) -> bytes:
             counters.append(f"\tcounter {_ident(obj['counter']['name'])} {{ }}")
         elif "set" in obj:
             sets.append(_set(obj["set"]))
+        elif "map" in obj:
+            sets.append(_set(obj["map"], "map"))
         elif "chain" in obj:
             chains[obj["chain"]["name"]] = _chain_head(obj["chain"])
         elif "rule" in obj:
@@ -95,25 +98,32 @@ def _object_lines(obj: Json, chain: Json | None) -> list[str]:
         return [f"chain {body['name']}: {_chain_head(body)[1].strip()}"]
     if kind == "counter":
         return [f"counter {_ident(body['name'])}"]
-    if kind != "set":
+    if kind not in ("set", "map"):
         raise ValueError(f"no printer for {kind!r}")
-    inner = [ln.strip().rstrip(",") for ln in _set(body)]
+    inner = [ln.strip().rstrip(",") for ln in _set(body, kind)]
     # The head repeats the elements after type and flags (the diff has always shown it so).
-    head = [ln for ln in inner if not ln.startswith(("elements", "}")) and "set " not in ln]
+    head = [ln for ln in inner if not ln.startswith(("elements", "}")) and f"{kind} " not in ln]
     elems = inner[inner.index("elements = {") + 1 : -2] if "elements = {" in inner else []
     name = body["name"]
-    return [f"set {name}: {'; '.join(head)}"] + [f"set {name}: element {e}" for e in elems]
+    return [f"{kind} {name}: {'; '.join(head)}"] + [f"{kind} {name}: element {e}" for e in elems]
 
 
-def _set(body: Json) -> list[str]:
+def _set(body: Json, kind: str = "set") -> list[str]:
+    """A set, or a map (`kind` "map": elements are [key, value] and the type names the data)."""
     types = body["type"] if isinstance(body["type"], list) else [body["type"]]
-    out = [f"\tset {_ident(body['name'])} {{", f"\t\ttype {' . '.join(map(_symbol, types))}"]
+    typeline = " . ".join(map(_symbol, types))
+    if kind == "map":
+        typeline += f" : {_symbol(body['map'])}"
+    out = [f"\t{kind} {_ident(body['name'])} {{", f"\t\ttype {typeline}"]
     if body.get("flags"):
         out.append(f"\t\tflags {', '.join(map(_symbol, body['flags']))}")
     elems = body.get("elem", [])
     if elems:
         out.append("\t\telements = {")
-        printed = [_value(e, types) for e in elems]
+        if kind == "map":
+            printed = [f"{_value(k, types)} : {_value(v, [body['map']])}" for k, v in elems]
+        else:
+            printed = [_value(e, types) for e in elems]
         out += [f"\t\t\t{p}," for p in printed[:-1]] + [f"\t\t\t{printed[-1]}"]
         out.append("\t\t}")
     out.append("\t}")
@@ -140,8 +150,16 @@ def _statement(stmt: Json) -> str:
         left, right, op = arg["left"], arg["right"], arg["op"]
         shown = _value(right, _types_of(left))
         return f"{_expr(left)} {shown}" if op in ("==", "in") else f"{_expr(left)} {op} {shown}"
-    if kind in ("accept", "drop"):
+    if kind in ("accept", "drop", "masquerade"):
+        if arg is not None:
+            raise ValueError(f"no printer for {kind} with arguments: {stmt}")
         return kind
+    if kind == "mangle":
+        target, value = arg["key"], arg["value"]
+        if "map" in value:
+            m = value["map"]
+            return f"{_expr(target)} set {_expr(m['key'])} map {_value(m['data'], [])}"
+        return f"{_expr(target)} set {_value(value, _types_of(target))}"
     if kind == "counter":
         return f"counter name {_quote(arg)}"
     if kind == "log":
@@ -197,6 +215,8 @@ def _value(v: Any, types: Sequence[str]) -> str:
         return str(v)
     if kind in ("inet_proto", "ct_state"):
         return _symbol(v)
+    if kind == "mark" and isinstance(v, int) and not isinstance(v, bool):
+        return f"0x{v:08x}"
     raise ValueError(f"cannot print {v!r} as {kind}")
 
 

@@ -3,7 +3,9 @@
 Pure: derived from the policy alone. Every allowed flow is probed on each of its ports from a
 representative source; the dropped set covers each VLAN to the WAN, each sinkhole VLAN to an
 outside resolver and to DNS at every other VLAN's gateway address, each VLAN to each gateway port it is not allowed, each VLAN to each other VLAN
-on a port it is not allowed, and the gateway's own egress to a non-allowlisted address. A dropped
+on a port it is not allowed, and the gateway's own egress to a non-allowlisted address. A sealed
+site (`site.mode: sealed`) is probed towards the WAN on every probe port, from every VLAN and
+from the Cell itself, plus the Cell's own DNS to an outside resolver: nothing may leave. A dropped
 probe names the counter that must rise, because a timeout alone proves nothing.
 
 Endpoints outside the site (`wan`, `hub.*` by hostname) have `"address": null`: the runner fills
@@ -88,15 +90,16 @@ def _rep(policy: Policy, word: str, peer_vlan: str | None) -> ProbeEnd:
     if word == GATEWAY:
         addr = policy.vlans[peer_vlan].gateway if peer_vlan else None
         return ProbeEnd(name=GATEWAY, vlan=peer_vlan, address=addr)
-    if word == HUB_BRIDGE:
+    hub = policy.site.hub
+    if word == HUB_BRIDGE and hub is not None:
         return ProbeEnd(
             name=HUB_BRIDGE,
             vlan=None,
-            address=ipv4_or_none(policy.site.hub.bridge.address),
-            hostname=policy.site.hub.bridge.address,
+            address=ipv4_or_none(hub.bridge.address),
+            hostname=hub.bridge.address,
         )
-    if word == HUB_MANAGEMENT:
-        m = policy.site.hub.management[0]
+    if word == HUB_MANAGEMENT and hub is not None:
+        m = hub.management[0]
         return ProbeEnd(
             name=HUB_MANAGEMENT, vlan=None, address=ipv4_or_none(m.address), hostname=m.address
         )
@@ -170,7 +173,8 @@ def compile_probes(policy: Policy) -> list[Probe]:
                     f"VLAN {v.name} must not reach the Internet on this port",
                     WAN,
                 )
-                break
+                if not policy.sealed:
+                    break  # sealed: every port, the proof that nothing leaves
         if v.name in policy.network.dns.sinkhole:
             for other in policy.network.vlans:
                 if other.name != v.name:  # the Cell's resolver may listen there: never for us
@@ -221,14 +225,16 @@ def compile_probes(policy: Policy) -> list[Probe]:
                     )
                     break
     gw_src = ProbeEnd(name=GATEWAY, vlan=None, address=None)
-    add(
-        gw_src,
-        ProbeEnd(name="phone-home", vlan=None, address=None),
-        443,
-        "tcp",
-        "the gateway's own egress is allowlisted: hub and management only",
-        WAN,
-    )
+    phone_home = ProbeEnd(name="phone-home", vlan=None, address=None)
+    if not policy.sealed:
+        why = "the gateway's own egress is allowlisted: hub and management only"
+        add(gw_src, phone_home, 443, "tcp", why, WAN)
+        return probes
+    why = "the site is sealed: the Cell itself sends nothing out"
+    for port, proto in PROBE_PORTS:
+        add(gw_src, phone_home, port, proto, why, WAN)
+    outside = ProbeEnd(name="outside-resolver", vlan=None, address=None)
+    add(gw_src, outside, 53, "udp", f"{why}, not even a DNS query", WAN)
     return probes
 
 

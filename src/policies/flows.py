@@ -57,9 +57,9 @@ def resolve(policy: Policy, text: str) -> Endpoint | None:
         if ip in ipaddress.IPv4Network(v.subnet):
             return Endpoint("address", str(ip), v.name, str(ip))
     hub = policy.site.hub
-    if hub.bridge.address == str(ip):
+    if hub is not None and hub.bridge.address == str(ip):
         return Endpoint("hub.bridge", HUB_BRIDGE, None, str(ip))
-    if any(m.address == str(ip) for m in hub.management):
+    if hub is not None and any(m.address == str(ip) for m in hub.management):
         return Endpoint("hub.management", HUB_MANAGEMENT, None, str(ip))
     return Endpoint("address", str(ip), None, str(ip))
 
@@ -78,10 +78,11 @@ def probe_address(policy: Policy, vlan: str) -> str:
 
 def flow_ports(policy: Policy, flow: Flow) -> list[PortProto]:
     """The (port, proto) pairs a flow opens: its service's, or the hub endpoint's own ports."""
+    hub = policy.site.hub
     if flow.to == HUB_BRIDGE:
-        return [(policy.site.hub.bridge.port, "tcp")]
+        return [(hub.bridge.port, "tcp")] if hub is not None else []
     if flow.to == HUB_MANAGEMENT:
-        return sorted({(m.port, "tcp") for m in policy.site.hub.management})
+        return sorted({(m.port, "tcp") for m in hub.management}) if hub is not None else []
     if flow.service is None:
         return []
     return [parse_port(p) for p in policy.network.services.get(flow.service, [])]

@@ -54,6 +54,11 @@ class SiteInfo(Strict):
         description="IANA time zone of the site (e.g. Europe/Lisbon): 'today' in counts and"
         " reports is the site's calendar day in this zone.",
     )
+    mode: Literal["connected", "sealed"] = Field(
+        default="connected",
+        description="connected (default): the hub and the flows of the policy; sealed: an"
+        " air-gapped site, nothing leaves (no hub, no bridge, no flow to wan, no up/down topic).",
+    )
 
 
 class Tls(Strict):
@@ -119,8 +124,10 @@ class Evidence(Strict):
 
 class SiteFile(Strict):
     site: SiteInfo = Field(description="Who the site is.")
-    hub: Hub = Field(
-        description="The hub's bridge and management endpoints: the only places the Cell talks to."
+    hub: Hub | None = Field(
+        default=None,
+        description="The hub's bridge and management endpoints: the only places the Cell talks"
+        " to. Required, except on a sealed site, which has none.",
     )
     drift: Drift = Field(
         default=Drift(), description="What the drift watcher does when live differs from applied."
@@ -128,6 +135,14 @@ class SiteFile(Strict):
     evidence: Evidence = Field(
         default=Evidence(), description="Incident evidence packs: who may read them."
     )
+
+    @model_validator(mode="after")
+    def _hub_unless_sealed(self) -> SiteFile:
+        if self.hub is None and self.site.mode != "sealed":
+            raise ValueError(
+                "`hub:` is required (the bridge to the hub), unless `site.mode: sealed`"
+            )
+        return self
 
 
 # --- network.yaml -----------------------------------------------------------------------------
@@ -138,6 +153,11 @@ class Wan(Strict):
     resolvers: list[IPv4] = Field(
         default=[],
         description="Upstream DNS servers for the Cell's own lookups; when empty, any WAN address on 53.",
+    )
+    nat: bool = Field(
+        default=True,
+        description="Traffic a flow lets out leaves with the Cell's WAN address (masquerade);"
+        " false when the uplink routes the site's subnets itself.",
     )
 
 
@@ -258,7 +278,10 @@ class Listener(Strict):
 
 
 class MqttFile(Strict):
-    bridge: BridgeSettings = Field(description="The bridge to the hub.")
+    bridge: BridgeSettings = Field(
+        default=BridgeSettings(name="hub"),
+        description="The bridge to the hub. Required unless the site is sealed (then refused).",
+    )
     listener: Listener = Field(default=Listener(), description="The local broker's listener.")
     topics: list[TopicRule] = Field(default=[], description="The bridge's topic policy.")
     clients: list[Client] = Field(default=[], description="The local broker's ACL.")
@@ -280,6 +303,11 @@ class Policy:
     def __post_init__(self) -> None:
         object.__setattr__(self, "vlans", {v.name: v for v in self.network.vlans})
         object.__setattr__(self, "hosts", {h.name: h for h in self.network.hosts})
+
+    @property
+    def sealed(self) -> bool:
+        """`site.mode: sealed`: an air-gapped site; nothing at all leaves it."""
+        return self.site.site.mode == "sealed"
 
     def where(self, file: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
         """(display file, line, col) of a value in one of the policy files."""

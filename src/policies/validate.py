@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from policies.errors import Diagnostic
 from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, OUTSIDE, RESERVED, WAN, flow_ports
 from policies.validate_mqtt import validate_mqtt
+from policies.validate_sealed import validate_sealed
 
 if TYPE_CHECKING:
     from policies.model import Policy
@@ -32,6 +33,7 @@ def validate_policy(policy: Policy) -> list[Diagnostic]:
     _flows(policy, out)
     _dns(policy, out)
     out.extend(validate_mqtt(policy))
+    out.extend(validate_sealed(policy))
     return out
 
 
@@ -52,6 +54,8 @@ def _dupes(
 
 def _site(p: Policy, out: list[Diagnostic]) -> None:
     src = p.sources["site.yaml"]
+    if p.site.hub is None:  # a sealed site (validate_sealed)
+        return
     if p.site.hub.bridge.insecure:
         out.append(
             src.diag(
@@ -268,7 +272,7 @@ def _flows(p: Policy, out: list[Diagnostic]) -> None:
                         f"flows[{i}]: '{f.to}' carries its own port (site.yaml); remove `service`",
                     )
                 )
-            if f.to == HUB_MANAGEMENT and not p.site.hub.management:
+            if f.to == HUB_MANAGEMENT and p.site.hub is not None and not p.site.hub.management:
                 out.append(
                     src.diag((*at, "to"), f"flows[{i}]: site.yaml lists no hub.management endpoint")
                 )

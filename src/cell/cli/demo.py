@@ -34,7 +34,10 @@ def summary(policy: Policy, path: Path) -> None:
         net = "may reach the Internet where a flow says" if v.internet else "NO Internet, by rule"
         print(f"  VLAN {v.id:<4} {v.name:<10} {v.subnet:<16} {n:>3} hosts  {net}")
     print(f"  {len(policy.network.flows)} flows allowed; everything else is dropped and counted.")
-    print(f"  Bridge to the hub ({site.hub.bridge.address}:{site.hub.bridge.port}):")
+    if site.hub is None:
+        print("  Sealed site: no hub, no bridge; nothing leaves.")
+    else:
+        print(f"  Bridge to the hub ({site.hub.bridge.address}:{site.hub.bridge.port}):")
     for r in policy.mqtt.topics:
         print(f"    {TAGS[r.direction]:<16} {r.pattern}")
     counts = Counter(r.direction for r in policy.mqtt.topics)

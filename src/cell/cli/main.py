@@ -20,8 +20,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def cmd_validate(args: argparse.Namespace) -> int:
     policy = load(args)
-    doc = {"ok": True, "site": policy.site.site.id, "warnings": [str(w) for w in policy.warnings]}
-    emit(args, doc, f"{repo(args)}: valid (site {policy.site.site.id})")
+    site, mode = policy.site.site.id, policy.site.site.mode
+    doc = {"ok": True, "site": site, "mode": mode, "warnings": [str(w) for w in policy.warnings]}
+    emit(args, doc, f"{repo(args)}: valid (site {site}{', sealed' if policy.sealed else ''})")
     return 0
 
 

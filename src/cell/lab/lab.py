@@ -176,9 +176,10 @@ def _teardown_quietly(site: str) -> None:
 
 def _pki(policy: Policy, plan: LabPlan, root: Path) -> Pki | None:
     """The lab PKI; the Cell's files go to the policy's TLS paths under the gateway root."""
-    tls = policy.site.hub.bridge.tls
-    if tls is None or policy.site.hub.bridge.insecure:
-        return None
+    hub = policy.site.hub
+    if hub is None or hub.bridge.tls is None or hub.bridge.insecure:
+        return None  # a sealed site has no bridge: its lab hub listens in plain MQTT
+    tls = hub.bridge.tls
     pki = make_pki(
         root / "pki",
         site=plan.site,
@@ -216,7 +217,7 @@ def _responders(plan: LabPlan, root: Path) -> list[Started]:
 
 def _info(policy: Policy, plan: LabPlan, pki: Pki | None) -> LabInfo:
     logs = f"{plan.root}/log"
-    bridge = policy.site.hub.bridge
+    site_hub = policy.site.hub
     users = [c.username for c in policy.mqtt.clients] + [MONITOR_USER]
     hub: dict[str, Any] = {
         "netns": plan.wan,
@@ -226,7 +227,7 @@ def _info(policy: Policy, plan: LabPlan, pki: Pki | None) -> LabInfo:
         "cafile": pki.ca if pki else None,
         "certfile": pki.observer_cert if pki else None,
         "keyfile": pki.observer_key if pki else None,
-        "prefix": bridge.remote_prefix,
+        "prefix": site_hub.bridge.remote_prefix if site_hub else "",
         "log": f"{logs}/hub.log",
     }
     return LabInfo(
@@ -262,7 +263,9 @@ def _info(policy: Policy, plan: LabPlan, pki: Pki | None) -> LabInfo:
             "management": [a for a, _ in plan.management],
             "management_endpoints": [
                 {"host": m.address, "address": a, "port": p}
-                for m, (a, p) in zip(policy.site.hub.management, plan.management, strict=True)
+                for m, (a, p) in zip(
+                    site_hub.management if site_hub else [], plan.management, strict=True
+                )
             ],
             "names": dict(plan.names),
             "internet": INTERNET_IP,

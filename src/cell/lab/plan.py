@@ -37,6 +37,8 @@ MGMT_LAB_BASE = 20
 RESOLVER_LAB_IP = "198.19.0.53"
 INTERNET_IP = "198.19.0.80"
 PHONE_HOME_IP = "198.19.0.99"
+SEALED_HUB_PORT = 8883
+"""A sealed site names no hub; its lab's hub broker listens here, for probes to fail to reach."""
 VLAN_LINK = "eth0"
 """Each VLAN namespace's link to the gateway (the gateway's end is named after the VLAN)."""
 WAN_LINK = "site"
@@ -135,10 +137,15 @@ def plan_lab(policy: Policy) -> LabPlan:
         _vlan(policy, v.name, f"{prefix}v-{v.name}", ports[v.name]) for v in policy.network.vlans
     )
     names: dict[str, str] = {}
-    bridge = policy.site.hub.bridge
-    hub_ip = ipv4_or_none(bridge.address) or names.setdefault(bridge.address, HUB_LAB_IP)
+    # A sealed site has no hub; its lab still runs one, as a target that nothing may reach.
+    address, port = (
+        (policy.site.hub.bridge.address, policy.site.hub.bridge.port)
+        if policy.site.hub
+        else (HUB_LAB_IP, SEALED_HUB_PORT)
+    )
+    hub_ip = ipv4_or_none(address) or names.setdefault(address, HUB_LAB_IP)
     management = []
-    for i, m in enumerate(policy.site.hub.management):
+    for i, m in enumerate(policy.site.hub.management if policy.site.hub else []):
         addr = ipv4_or_none(m.address) or names.setdefault(
             m.address, f"198.19.0.{MGMT_LAB_BASE + i}"
         )
@@ -153,8 +160,8 @@ def plan_lab(policy: Policy) -> LabPlan:
         hosts={h.name: (h.vlan, h.address) for h in policy.network.hosts},
         resolvers=tuple(policy.network.wan.resolvers) or (RESOLVER_LAB_IP,),
         names=names,
-        hub=(hub_ip, bridge.port),
-        hub_hostname=None if ipv4_or_none(bridge.address) else bridge.address,
+        hub=(hub_ip, port),
+        hub_hostname=None if ipv4_or_none(address) else address,
         management=tuple(management),
         gateway_ports=tuple(sorted(ports[GATEWAY] - skip)),
         internet_ports=tuple(sorted(ports[WAN] | set(LAB_PROBE_PORTS))),

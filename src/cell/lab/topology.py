@@ -47,8 +47,8 @@ def build(plan: LabPlan) -> None:
         with IPRoute(netns=plan.wan) as ipr:
             _addr_up(ipr, WAN_LINK, [(WAN_SIDE, WAN_PREFIXLEN)])
             _addr_up(ipr, "lo", [(a, 32) for a in plan.outside_addresses])
-            for v in plan.vlans:
-                ipr.route("add", dst=v.subnet, gateway=GW_SIDE)
+            # No route to the site's subnets, like a real ISP uplink: what leaves the site
+            # reaches the WAN only with the Cell's WAN address (NAT, firewall.nat).
     except NetlinkError as e:
         raise LabError(f"{step}: {e.args[-1] if e.args else e}") from e
 

@@ -22,14 +22,15 @@ class CounterValue:
 
 
 def split_counter(name: str) -> tuple[str, str] | None:
-    """`drop_cameras.wan` -> (cameras, wan); `drop_other_forward` -> (other, forward)."""
+    """`drop_cameras.wan` -> (cameras, wan); `drop_other_forward` -> (other, forward);
+    `drop_spoofed_cameras` -> (spoofed, cameras): a forged source arriving on that VLAN."""
     if not name.startswith("drop_"):
         return None
     rest = name[len("drop_") :]
     if "." in rest:
         src, _, dst = rest.partition(".")
         return src, dst
-    for kind in ("other", "invalid"):
+    for kind in ("other", "invalid", "spoofed"):
         if rest.startswith(kind + "_"):
             return kind, rest[len(kind) + 1 :]
     return None

@@ -1,9 +1,12 @@
 """`cell pcap destinations`: every remote endpoint seen on the WAN in a window, against the policy.
 
 Pure: packets in (from `pcapread`), a document out. Each connection is put on its site side
-(the gateway's own WAN addresses, or an address in a VLAN subnet: today the WAN sees site
-sources as they are; where NAT comes, the source before translation is what goes into
-`source`) and its remote side. Who opened it: the sender of a TCP SYN, the receiver of a SYN-ACK,
+(the gateway's own WAN addresses, or an address in a VLAN subnet, seen as they are when
+`wan.nat: false`) and its remote side. With NAT on (the default), everything the site sends
+leaves with the Cell's WAN address, and the capture cannot tell which host sent it: a connection
+from that address that the gateway's own flows do not admit is judged against every site
+source (each host, and an unlisted address of each VLAN), and is allowed when one of them may
+open it; its `source` is then `site (NAT)`, and `rule` the flow that admits it. Who opened it: the sender of a TCP SYN, the receiver of a SYN-ACK,
 else (seen mid-stream) the side on the higher, ephemeral port, else the first sender.
 Connections the site opened are decided by `policies.flows.decide`, the function behind
 `cell explain flow` and the firewall compiler, so the verdict here and the firewall's cannot
@@ -25,7 +28,7 @@ from typing import Any
 
 from cell.verify.pcapread import Packet
 from policies import Policy
-from policies.flows import GATEWAY, Endpoint, decide, resolve
+from policies.flows import GATEWAY, Decision, Endpoint, decide, probe_address, resolve
 
 _PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 _SYN, _ACK = 0x02, 0x10
@@ -215,6 +218,8 @@ def _remote(policy: Policy, address: str, hubs: dict[str, str]) -> tuple[Endpoin
 
 def _hubs_by_name(policy: Policy, names: dict[str, set[str]]) -> dict[str, str]:
     hub = policy.site.hub
+    if hub is None:  # a sealed site
+        return {}
     wanted = [(hub.bridge.address, "hub.bridge")]
     wanted += [(m.address, "hub.management") for m in hub.management]
     out = {}
@@ -247,6 +252,22 @@ def _implied_dns(
 
 def _who(ep: Endpoint, address: str) -> dict[str, Any]:
     return {"address": address, "name": ep.name, "vlan": ep.vlan}
+
+
+NAT_SOURCE = "site (NAT)"
+
+
+def _behind_nat(policy: Policy, dst: Endpoint, pp: tuple[int, str] | None) -> Decision | None:
+    """The decision for the first site source that may open this connection, if one may."""
+    candidates = [h.address for h in policy.network.hosts]
+    candidates += [probe_address(policy, v.name) for v in policy.network.vlans]
+    for address in candidates:
+        ep = resolve(policy, address)
+        if ep is not None:
+            d = decide(policy, ep, dst, pp)
+            if d.verdict == "accept":
+                return d
+    return None
 
 
 def decide_destinations(
@@ -285,6 +306,11 @@ def decide_destinations(
                     else decide(policy, dst, src, pp)
                 )
                 d_verdict, flow = d.verdict, d.flow
+            nat = None
+            if c.opened_by_site and d_verdict != "accept" and src.kind == "gateway":
+                nat = _behind_nat(policy, dst, pp) if policy.network.wan.nat else None
+                if nat is not None:
+                    d_verdict, flow = nat.verdict, nat.flow
             row = table[key] = {
                 "address": raddr,
                 "port": port,
@@ -299,7 +325,11 @@ def decide_destinations(
                 "endpoint": hub
                 or ("wan.resolvers" if implied else None)
                 or ("wan" if dst.kind == "address" and dst.vlan is None else dst.name),
-                "source": _who(src, saddr),
+                "source": (
+                    {"address": saddr, "name": NAT_SOURCE, "vlan": None}
+                    if nat is not None
+                    else _who(src, saddr)
+                ),
                 "first": c.first_ns,
                 "last": c.last_ns,
             }
