@@ -52,7 +52,10 @@ def bridge_state_topic(policy: Policy) -> str:
     """The retained topic where mosquitto publishes 1/0 as the bridge goes up/down: the same
     name locally and at the hub (`notification_topic`), under the site's prefix, so the hub's
     fleet view reads `sites/<id>/cell/bridge` next to the site's bridged `cell/status`."""
-    return f"{policy.site.hub.bridge.remote_prefix}{BRIDGE_STATE_SUFFIX}"
+    hub = policy.site.hub
+    if hub is None:  # sealed: no bridge, so no link state crosses; the name stays local
+        return BRIDGE_STATE_SUFFIX
+    return f"{hub.bridge.remote_prefix}{BRIDGE_STATE_SUFFIX}"
 
 
 def render_mosquitto(policy: Policy, layout: Layout) -> dict[str, bytes]:
