@@ -27,3 +27,16 @@ def explicit_state_dir(flag: str | None = None) -> str | None:
 def state_dir(flag: str | None = None) -> str:
     """The state directory: the one named, else /var/lib/cell."""
     return explicit_state_dir(flag) or DEFAULT_STATE
+
+
+METRICS_DEFAULT = "127.0.0.1:9817"
+"""Where `cell run` serves Prometheus metrics: loopback only (of the gateway's namespace)."""
+METRICS_ENV = "CELL_METRICS"
+METRICS_HELP = (
+    f"Prometheus metrics: ADDR:PORT to serve (default ${METRICS_ENV} or {METRICS_DEFAULT}), "
+    "file:PATH for a node_exporter textfile, or off"
+)
+
+
+def metrics(flag: str | None = None) -> str:
+    return flag or os.environ.get(METRICS_ENV) or METRICS_DEFAULT
