@@ -144,7 +144,7 @@ def test_retained_documents_events_and_a_clean_stop(broker: Broker) -> None:
     try:
         got, retained = reader.wait("cell/status", verdict="at_risk")
         assert retained and got["schema"] == "cell.status/1" and got["dns_blocked_today"] == 7
-        avail, retained = reader.wait("cell/availability", state="online", session="sess1")
+        _, retained = reader.wait("cell/availability", state="online", session="sess1")
         assert retained
         check, retained = reader.wait("cell/check/drift")
         assert retained and check["evidence"] == ["full"]  # full detail stays on site
@@ -214,7 +214,7 @@ def test_kill_9_reads_offline_by_the_will_and_a_restart_is_online_again(broker: 
                 t0 = time.monotonic()
                 p.send_signal(signal.SIGKILL)
                 p.wait()
-                off, _ = reader.wait("cell/availability", state="offline", session="first")
+                reader.wait("cell/availability", state="offline", session="first")
                 assert time.monotonic() - t0 < 2.0  # the socket closed: the will at once
         reader.wait("cell/status", verdict="sovereign")
     finally:
