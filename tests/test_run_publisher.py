@@ -256,3 +256,30 @@ def test_a_refused_login_is_reported(broker: Broker) -> None:
         assert pub.refused is not None and not pub.connected.is_set()
     finally:
         pub.stop()
+
+
+def test_the_cell_login_an_apply_makes_on_a_box_is_accepted(tmp_path: Path) -> None:
+    """On a box the operator's password file gets the Cell's own line; its secret stays 0600."""
+    from cell.deploy.checks import ensure_cell_login
+    from policies.layout import CELL_MQTT_SECRET
+
+    b = Broker(tmp_path)
+    passwd = tmp_path / "passwd"
+    before = [ln for ln in passwd.read_text().splitlines() if not ln.startswith("cell:")]
+    passwd.write_text("\n".join(before) + "\n")  # the operator's file: no `cell` yet
+    state = tmp_path / "state"
+    assert ensure_cell_login(state, passwd)
+    secret = state / CELL_MQTT_SECRET
+    assert secret.stat().st_mode & 0o777 == 0o600
+    text = passwd.read_text()
+    assert before[0] in text and "cell:$" in text  # hashed, the operator's line kept
+    assert not ensure_cell_login(state, passwd) and passwd.read_text() == text
+    b.start()
+    try:
+        pub = Publisher(Bus("127.0.0.1", b.port, secret.read_text().strip()), "box")
+        pub.start()
+        pub.publish(*doc("sovereign"))
+        assert pub.published.wait(5)
+        pub.stop()
+    finally:
+        b.stop()
