@@ -61,7 +61,7 @@ def _epoch(ts: str) -> float:
 
 def _format(doc: dict[str, Any], names: tuple[str, ...]) -> str:
     mark = {"sovereign": "◆ SOVEREIGN", "at_risk": "✗ AT RISK", "unknown": "? UNKNOWN"}
-    commit = (doc.get("commit") or "nothing applied")[:12]
+    commit = (doc.get("commit") or "")[:12] or "(nothing applied)"
     lines = [
         f"{mark[doc['verdict']]}  site {doc['site']}  commit {commit}  at {doc['ts']}",
         *(f"  {r}" for r in doc["reasons"]),

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from cell.verify.capture import Capture
 
 WINDOW = timedelta(minutes=5)
+GAP_TOLERANCE = 1.0
+"""Seconds of gap forgiven in the window: dumpcap opening its next file takes a moment."""
 
 
 class CaptureService(Periodic):
@@ -32,6 +34,7 @@ class CaptureService(Periodic):
     def __init__(self, ref: Any) -> None:
         super().__init__(ref)
         self.own: Capture | None = None
+        self.seen: datetime | None = None
 
     def interval(self, site: Site) -> float:
         return site.seconds("capture_interval")
@@ -79,9 +82,12 @@ class CaptureService(Periodic):
             events = CoverageLog(ring).read()
             live = live_run(events)
         now = datetime.now(UTC)
-        starts = [e["ts"] for e in events if e.get("event") == "start"]
-        first = datetime.fromisoformat(str(starts[0]).replace("Z", "+00:00")) if starts else now
-        since = max(now - WINDOW, first)
+        # The window starts when this daemon first saw the capture running: a gap before that
+        # (a daemon restart took its dumpcap along) is the ring's history, which `cell pcap`
+        # shows; from then on, any gap fails the check for as long as it is in the window.
+        if live is not None and self.seen is None:
+            self.seen = now
+        since = max(now - WINDOW, self.seen or now)
         cov = coverage_of(events, list_ring(ring), since, now, now=now, live_run=live)
         doc = cov.to_json()
         ctx.figure("capture_coverage", doc["covered_fraction"] if since < now else 1.0)
@@ -91,8 +97,7 @@ class CaptureService(Periodic):
         evidence = [f"window {doc['since']} .. {doc['until']}", f"gaps: {doc['gaps']}"]
         if live is None:
             ctx.report("capture", check(False, "the WAN capture is not running", fresh, evidence))
-        elif cov.gaps and (now - since).total_seconds() > 2:
-            gap = sum((b - a).total_seconds() for a, b in cov.gaps)
+        elif (gap := sum((b - a).total_seconds() for a, b in cov.gaps)) > GAP_TOLERANCE:
             ctx.report(
                 "capture",
                 check(False, f"{gap:.0f} s of the last window not captured", fresh, evidence),
