@@ -206,3 +206,35 @@ def test_a_killed_service_is_noticed_and_the_daemon_recovers(
     doc = lab.sovereign()
     assert doc["session"] == session  # the same daemon, which never stopped
     assert lab.bus("cell/status")["verdict"] == "sovereign"  # published again on the new broker
+
+
+def test_systemd_hears_ready_after_the_first_status_and_the_watchdog(lab: Cell) -> None:
+    """The daemon as systemd runs it: READY=1 once a status is on the bus, then WATCHDOG=1."""
+    import socket
+
+    lab.sovereign()
+    stop([lab.daemon.pid])  # SIGTERM: a clean stop says offline itself
+    assert lab.bus("cell/availability")["state"] == "offline"
+    path = lab.state.parent / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(20)
+        env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            lab.restart_daemon()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        got = []
+        while not any("WATCHDOG=1" in m for m in got):
+            got.append(sock.recv(4096).decode())
+        ready = next(i for i, m in enumerate(got) if "READY=1" in m)
+        assert ready < next(i for i, m in enumerate(got) if m == "WATCHDOG=1")
+        assert lab.bus("cell/status")["session"] == lab.doc()["session"]
+    path.unlink()
+    lab.sovereign()
