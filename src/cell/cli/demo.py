@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bridge.classify import TAGS
 from cell.explain import explain_flow, explain_topic, format_flow, format_topic
@@ -62,8 +64,37 @@ def explain_some(policy: Policy) -> None:
         print("  " + format_flow(explain_flow(policy, src, dst)))
 
 
+def show_status(info: Any, wait: float = 30.0) -> None:
+    """What the daemon (`cell run`, started in the gateway) says, once every check has a result."""
+    from cell.cli.status import _format
+    from cell.status.checks import CHECK_NAMES
+    from policies.layout import STATUS_JSON
+
+    _say("6. The daemon's verdict (cell run in the gateway; cell status)")
+    path = Path(info.layout.state) / STATUS_JSON
+    deadline = time.monotonic() + wait
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            doc = {}
+        if doc and all(n in doc.get("checks", {}) for n in CHECK_NAMES):
+            break
+        time.sleep(0.5)
+    if not doc:
+        print("  the daemon published no status")
+        return
+    print("\n".join("  " + line for line in _format(doc, CHECK_NAMES).splitlines()))
+    print(
+        "\n  The demo applied the example directly, without the trust gate: `trust` and `drift`"
+        "\n  need a signed commit applied with `cell enroll` and `cell apply` (docs/gitops.md)."
+        "\n  The same document is retained on the gateway's broker as cell/status."
+    )
+
+
 def run_demo(repo: str | None, keep: bool = False) -> int:
-    from cell.cli.lab import GATEWAY_SERVICES
+    from cell.cli.lab import AFTER_APPLY, GATEWAY_SERVICES
     from cell.deploy.install import apply_lab
     from cell.lab import lab_down, lab_up
     from cell.verify.prober import Env, format_results, run_probes
@@ -77,7 +108,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
     print("  Network namespaces: the gateway (the Cell), one per VLAN, and a closed WAN with the")
     print("  hub broker, an outside resolver and a phone-home server. Nothing leaves this machine.")
     t0 = time.monotonic()
-    info = lab_up(policy, apply=apply_lab, services=GATEWAY_SERVICES)
+    info = lab_up(policy, apply=apply_lab, services=GATEWAY_SERVICES, after_apply=AFTER_APPLY)
     try:
         print(
             f"  up and applied in {time.monotonic() - t0:.1f} s: nftables, DNS sinkhole, mosquitto + bridge"
@@ -95,6 +126,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
         print(
             f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
         )
+        show_status(info)
         if keep:
             print(
                 f"\n  The lab is still up. Look around:  ip netns exec {info.gateway} nft list ruleset"
