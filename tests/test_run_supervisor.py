@@ -204,3 +204,11 @@ def test_the_summary_names_no_address() -> None:
     assert "198.51.100.7" not in text and "10.10.0.11" not in text
     assert doc.reasons[0] == "drift: rule added: ip daddr <address> accept"
     assert doc.verdict == "at_risk"
+
+
+def test_the_board_keeps_since_until_a_check_turns() -> None:
+    board = Board()
+    t = time.time()
+    for i, ok in enumerate([True, True, False, False, True]):
+        board.set_check("drift", Check(ok=ok, ts=iso(t + i), detail="x", fresh_for=9))
+        assert board.checks()["drift"].since == iso(t + {0: 0, 1: 0, 2: 2, 3: 2, 4: 4}[i])

@@ -30,7 +30,13 @@ class Board:
         self._cond.notify_all()
 
     def set_check(self, name: str, check: Check) -> None:
+        """The latest result of a check; `since` is kept from one result to the next until the
+        check turns between ok and failed."""
         with self._cond:
+            old = self._checks.get(name)
+            if check.since is None:
+                since = old.since if old is not None and old.ok == check.ok else check.ts
+                check = check.model_copy(update={"since": since})
             self._checks[name] = check
             self._bump()
 
