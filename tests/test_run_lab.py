@@ -289,3 +289,31 @@ def test_systemd_hears_ready_after_the_first_status_and_the_watchdog(lab: Cell) 
         assert lab.bus("cell/status")["session"] == lab.doc()["session"]
     path.unlink()
     lab.sovereign()
+
+
+def test_a_new_apply_takes_effect_without_a_restart(lab: Cell) -> None:
+    session = lab.sovereign()["session"]
+    assert lab.doc()["fresh_for"] == 15.0  # 3 x publish_interval 5s
+    lab.repo.edit("site.yaml", "publish_interval: 5s", "publish_interval: 7s")
+    lab.repo.commit("publish more slowly", key="ana")
+    events = netns.popen(
+        lab.info.gateway,
+        ["mosquitto_sub", "-h", "127.0.0.1", "-u", "console", "-P",
+         lab.info.credentials["console"], "-t", "cell/event", "-W", "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    time.sleep(0.5)  # subscribed before the apply (events are not retained)
+    r = lab.cell("apply")
+    assert r.returncode == 0, r.stderr
+    doc = lab.wait(lambda d: d["fresh_for"] == 21.0, 10, "the new publish_interval in force")
+    assert doc["session"] == session and doc["commit"] == lab.repo.head()
+    assert events.stdout is not None
+    for line in events.stdout:
+        event = json.loads(line)
+        if event["kind"] == "apply":
+            assert event["data"]["commit"] == lab.repo.head()
+            break
+    events.terminate()
+    events.wait(5)
+    lab.sovereign()

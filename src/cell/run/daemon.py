@@ -107,7 +107,8 @@ class Daemon:
             while not self.stop.is_set():
                 seen = self.board.wait(seen, TICK)
                 self.supervisor.tick()
-                self.ref.refresh()
+                if self.ref.refresh():
+                    self._applied()
                 site = self.ref.site
                 for event in self.board.take_events():
                     self.publisher.event(event)
@@ -137,6 +138,18 @@ class Daemon:
             self.publisher.stop()
             self.exporter.stop()
         return 0
+
+    def _applied(self) -> None:
+        """The journal changed: say what is applied now (an apply, a rollback, a reconcile)."""
+        from cell.status.document import Event
+
+        entry = self.ref.site.entry
+        if entry is None:
+            return
+        kind = "rollback" if entry.via == "rollback" else "apply"
+        text = f"{entry.via}: commit {entry.commit[:12]} applied at {entry.time}"
+        data = {"commit": entry.commit, "via": entry.via, "id": entry.id}
+        self.board.event(Event(kind=kind, ts=now_iso(), text=text, check="trust", data=data))
 
     def _counts(self) -> dict[str, Any]:
         counts = self.board.take_counts()
