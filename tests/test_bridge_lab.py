@@ -66,6 +66,8 @@ UP_CASES = [
     ("tester", "health/cpu"),
     ("tester", "bridge/status"),
     ("nvr", "evidence/manifests/2026/clip-7"),
+    ("cell", "cell/status"),  # the daemon's login: the Cell's own status goes up
+    ("cell", "cell/availability"),
 ]
 
 

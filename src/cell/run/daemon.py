@@ -89,6 +89,8 @@ class Daemon:
         self.exporter = Exporter(self.metrics, opts.metrics)
         self.stop = threading.Event()
         self.last: StatusDoc | None = None
+        entry = self.ref.site.entry
+        self.applied_id = entry.id if entry else None
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -144,8 +146,9 @@ class Daemon:
         from cell.status.document import Event
 
         entry = self.ref.site.entry
-        if entry is None:
-            return
+        if entry is None or entry.id == self.applied_id:
+            return  # the journal changed, but not what is applied (an apply began: pending)
+        self.applied_id = entry.id
         kind = "rollback" if entry.via == "rollback" else "apply"
         text = f"{entry.via}: commit {entry.commit[:12]} applied at {entry.time}"
         data = {"commit": entry.commit, "via": entry.via, "id": entry.id}
