@@ -299,7 +299,7 @@ def test_a_new_apply_takes_effect_without_a_restart(lab: Cell) -> None:
     events = netns.popen(
         lab.info.gateway,
         ["mosquitto_sub", "-h", "127.0.0.1", "-u", "console", "-P",
-         lab.info.credentials["console"], "-t", "cell/event", "-W", "30"],
+         lab.info.credentials["console"], "-t", "cell/event", "-W", "60"],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -313,6 +313,13 @@ def test_a_new_apply_takes_effect_without_a_restart(lab: Cell) -> None:
         event = json.loads(line)
         if event["kind"] == "apply":
             assert event["data"]["commit"] == lab.repo.head()
+            break
+    lab.repo.commit("not signed", key=None)
+    assert lab.cell("apply").returncode == 2  # the trust gate refuses it ...
+    for line in events.stdout:
+        event = json.loads(line)
+        if event["kind"] == "refusal":  # ... and the bus says so
+            assert event["text"].startswith("apply refused: ") and event["check"] == "trust"
             break
     events.terminate()
     events.wait(5)

@@ -91,6 +91,8 @@ class Daemon:
         self.last: StatusDoc | None = None
         entry = self.ref.site.entry
         self.applied_id = entry.id if entry else None
+        head = _ledger(self.state)
+        self.ledger_seq = head.seq if head else None
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,6 +119,9 @@ class Daemon:
                 self.metrics.add(self._counts())
                 now = time.time()
                 doc, checks = self.compose(now)
+                if doc.ledger is not None and doc.ledger.seq != self.ledger_seq:
+                    self._refused(self.ledger_seq)
+                    self.ledger_seq = doc.ledger.seq
                 key = _key(doc, checks)
                 mono = time.monotonic()
                 if key != last_key or mono - last_pub >= site.seconds("publish_interval"):
@@ -153,6 +158,21 @@ class Daemon:
         text = f"{entry.via}: commit {entry.commit[:12]} applied at {entry.time}"
         data = {"commit": entry.commit, "via": entry.via, "id": entry.id}
         self.board.event(Event(kind=kind, ts=now_iso(), text=text, check="trust", data=data))
+
+    def _refused(self, since: int | None) -> None:
+        """The ledger grew: a refusal (the trust gate, an invalid policy) since `since` is news."""
+        from cell.status.document import Event
+        from cell.store.ledger import last_of
+
+        with contextlib.suppress(OSError, ValueError):
+            entry = last_of(self.state, ("refusal",))
+            if entry is None or since is None or int(entry.get("seq", -1)) <= since:
+                return
+            why = entry.get("message") or entry.get("reason") or "refused"
+            text = f"apply refused: {str(why).splitlines()[0][:200]}"
+            self.board.event(
+                Event(kind="refusal", ts=now_iso(), text=text, check="trust", data=entry)
+            )
 
     def _counts(self) -> dict[str, Any]:
         counts = self.board.take_counts()
