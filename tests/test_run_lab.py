@@ -79,7 +79,7 @@ class Cell:
             time.sleep(0.05)
         raise AssertionError(f"not {what} within {timeout} s: {json.dumps(doc, indent=1)}")
 
-    def sovereign(self, timeout: float = 40.0) -> dict[str, Any]:
+    def sovereign(self, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait(lambda d: d.get("verdict") == "sovereign", timeout, "sovereign")
 
     def bus(self, topic: str) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def test_a_leak_is_at_risk_by_drift_then_segregation_and_back(lab: Cell) -> None
     r = lab.cell("apply")  # the same signed commit again: the table is replaced
     assert r.returncode == 0, r.stderr
     lab.wait(lambda d: d["checks"]["drift"]["ok"], 10, "drift ok after the re-apply")
-    lab.sovereign(30)  # and the next probe run holds again
+    lab.sovereign()  # and the next probe run holds again
 
 
 def _ask_sinkhole(lab: Cell, name: str, times: int) -> None:
