@@ -324,3 +324,28 @@ def test_a_new_apply_takes_effect_without_a_restart(lab: Cell) -> None:
     events.terminate()
     events.wait(5)
     lab.sovereign()
+
+
+def test_cell_lab_up_starts_the_daemon_and_lab_down_stops_it(
+    fresh: tuple[Any, Path],
+) -> None:
+    """The command line: `cell lab up` runs `cell run` in the gateway (`--no-daemon` would not);
+    applied without the trust gate, the lab is at_risk by trust, and says so."""
+    from cell.procfs import alive
+
+    _, repo = fresh
+    run = [sys.executable, "-m", "cell.cli"]
+    r = subprocess.run(
+        [*run, "lab", "up", "--repo", str(repo), "--json"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    daemon = json.loads(r.stdout)["processes"]["daemon"]
+    r = subprocess.run(
+        [*run, "status", "--json", "--repo", str(repo)], capture_output=True, text=True
+    )
+    doc = json.loads(r.stdout)
+    assert r.returncode == 3 and doc["verdict"] == "at_risk" and doc["commit"] is None
+    assert doc["reasons"][0].startswith("trust: no signed commit applied yet")
+    r = subprocess.run([*run, "lab", "down", "--repo", str(repo)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not alive(daemon["pid"])
