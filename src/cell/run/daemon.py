@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -110,35 +111,39 @@ class Daemon:
         try:
             while not self.stop.is_set():
                 seen = self.board.wait(seen, TICK)
-                self.supervisor.tick()
-                if self.ref.refresh():
-                    self._applied()
-                site = self.ref.site
-                for event in self.board.take_events():
-                    self.publisher.event(event)
-                self.metrics.add(self._counts())
-                now = time.time()
-                doc, checks = self.compose(now)
-                if doc.ledger is not None and doc.ledger.seq != self.ledger_seq:
-                    self._refused(self.ledger_seq)
-                    self.ledger_seq = doc.ledger.seq
-                key = _key(doc, checks)
-                mono = time.monotonic()
-                if key != last_key or mono - last_pub >= site.seconds("publish_interval"):
-                    self.publish(doc, checks, now)
-                    last_key, last_pub = key, mono
-                if not ready and (
-                    self.publisher.published.is_set() or mono - started > READY_GRACE
-                ):
-                    ready = True
-                    notify(f"READY=1\nSTATUS={doc.verdict}")
-                if (
-                    wd_every is not None
-                    and mono - wd_last >= wd_every
-                    and self.supervisor.healthy()
-                ):
-                    notify("WATCHDOG=1")
-                    wd_last = mono
+                try:
+                    self.supervisor.tick()
+                    if self.ref.refresh():
+                        self._applied()
+                    site = self.ref.site
+                    for event in self.board.take_events():
+                        self.publisher.event(event)
+                    self.metrics.add(self._counts())
+                    now = time.time()
+                    doc, checks = self.compose(now)
+                    if doc.ledger is not None and doc.ledger.seq != self.ledger_seq:
+                        self._refused(self.ledger_seq)
+                        self.ledger_seq = doc.ledger.seq
+                    key = _key(doc, checks)
+                    mono = time.monotonic()
+                    if key != last_key or mono - last_pub >= site.seconds("publish_interval"):
+                        self.publish(doc, checks, now)
+                        last_key, last_pub = key, mono
+                    if not ready and (
+                        self.publisher.published.is_set() or mono - started > READY_GRACE
+                    ):
+                        ready = True
+                        notify(f"READY=1\nSTATUS={doc.verdict}")
+                    if (
+                        wd_every is not None
+                        and mono - wd_last >= wd_every
+                        and self.supervisor.healthy()
+                    ):
+                        notify("WATCHDOG=1")
+                        wd_last = mono
+                except Exception as e:  # the loop itself must not die of one bad tick
+                    print(f"cell run: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                    self.stop.wait(1.0)  # and no watchdog ping: systemd restarts us if it lasts
         finally:
             notify("STOPPING=1")
             self.supervisor.stop()
