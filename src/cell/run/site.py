@@ -19,6 +19,7 @@ from cell.deploy.install import Target
 from cell.deploy.place import lab_of, site_of, target_for, target_of
 from cell.store.journal import Entry, read_journal
 from cell.store.statedir import State
+from cell.verify.bridgeplace import PASSWORD_ENV
 from policies import Policy, load_policy
 from policies.errors import CellError
 from policies.layout import CELL_MQTT_SECRET
@@ -27,8 +28,6 @@ from policies.types import duration_seconds
 if TYPE_CHECKING:
     from cell.lab import LabInfo
     from policies.model import Verify
-
-PASSWORD_ENV = "CELL_MONITOR_PASSWORD"
 
 
 @dataclass(frozen=True)
