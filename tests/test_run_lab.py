@@ -326,6 +326,29 @@ def test_a_new_apply_takes_effect_without_a_restart(lab: Cell) -> None:
     lab.sovereign()
 
 
+def test_cell_run_enters_the_namespace_it_is_given(lab: Cell) -> None:
+    """`cell run --netns NS` started from the host, as a unit on a box with a gateway namespace."""
+    session = lab.sovereign()["session"]
+    stop([lab.daemon.pid])
+    argv = [sys.executable, "-m", "cell.cli", "run", "--netns", lab.info.gateway,
+            "--state-dir", str(lab.state), "--repo", str(lab.repo.root), "--metrics", "off"]  # fmt: skip
+    log = (Path(lab.info.root) / "log" / "run-netns.log").open("wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        doc = lab.wait(lambda d: d.get("session") != session, 20, "a new session")
+        doc = lab.sovereign()
+        assert lab.bus("cell/availability") == {
+            **lab.bus("cell/availability"),
+            "state": "online",
+            "session": doc["session"],
+        }
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+    lab.restart_daemon()
+
+
 def test_cell_lab_up_starts_the_daemon_and_lab_down_stops_it(
     fresh: tuple[Any, Path],
 ) -> None:
