@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBS := mosquitto mosquitto-clients nftables dnsmasq-base tcpdump wireshark-common iproute2 iperf3 age \
-        openssl git openssh-client gnupg python3-venv tmux procps
+        openssl git openssh-client gnupg python3-venv tmux procps systemd
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint unit deps bench golden clean

@@ -38,7 +38,12 @@ SETTLE = 0.5
 """How long to keep waiting for a forbidden message after the control message has arrived."""
 
 TESTER_PUBLISH = [
-    "+",
+    # single levels by name, not `+`: that would overlap `cell` (the status bus, Cell's alone)
+    "site",
+    "registry",
+    "health",
+    "bridge",
+    "evidence",
     "site/#",
     "registry/#",
     "registryz/#",

@@ -71,14 +71,16 @@ topic health/# out 0 "" sites/lisbon-01/
 topic bridge/status out 1 "" sites/lisbon-01/
 topic evidence/manifests/# out 1 "" sites/lisbon-01/
 topic hub/commands/# in 1 "" sites/lisbon-01/
-topic hub/config/# in 1 "" sites/lisbon-01/"""
+topic hub/config/# in 1 "" sites/lisbon-01/
+topic cell/status out 1 "" sites/lisbon-01/
+topic cell/availability out 1 "" sites/lisbon-01/"""
     )
 
 
 def test_never_and_local_rules_have_no_line_but_a_comment(policy: Policy) -> None:
     body = text(policy, BRIDGE_CONF)
     kept = [r for r in policy.mqtt.topics if r.direction in ("never", "local")]
-    assert len(kept) == 5
+    assert len(kept) == 7
     comments = [line for line in body.splitlines() if line.startswith("# NOT BRIDGED")]
     for rule in kept:
         assert not any(rule.pattern in d for d in directives(body)), rule.pattern
@@ -141,7 +143,7 @@ def test_acl_for_a_camera_and_the_monitor(policy: Policy) -> None:
     body = text(policy, ACL)
     assert "user cam-01\ntopic write site/cam-01/#\ntopic read hub/commands/cam-01/#\n" in body
     assert "user door-01\ntopic write site/door-01/#\n\n" in body
-    assert body.endswith("user cell\ntopic read #\ntopic read $SYS/#\ntopic write cell/status/#\n")
+    assert body.endswith("user cell\ntopic read #\ntopic read $SYS/#\ntopic write cell/#\n")
     users = [d.split()[1] for d in directives(body) if d.startswith("user ")]
     assert users == [c.username for c in policy.mqtt.clients] + ["cell"]
     assert all(d.split()[0] in ("user", "topic") for d in directives(body))

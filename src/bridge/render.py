@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 MONITOR_USER = "cell"
 """The Cell's own login on the local broker (reserved by validation: no policy client has it)."""
-STATUS_FILTER = "cell/status/#"
+STATUS_FILTER = "cell/#"
+"""The Cell's own status bus (cell.status.document): only the daemon publishes there."""
 MAX_QUEUED_MESSAGES = 200_000
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
@@ -320,8 +321,9 @@ def _acl(policy: Policy) -> list[str]:
     out += [
         "",
         *why(
-            "The Cell's own monitor: reads every topic and the broker's $SYS tree (the bridge's",
-            "link state included), and publishes only its status.",
+            "The Cell's own login (its monitor and its daemon, `cell run`): reads every topic and",
+            "the broker's $SYS tree (the bridge's link state included), and publishes only the",
+            "status bus under cell/, where no other local client may publish (validation).",
         ),
         f"user {MONITOR_USER}",
         "topic read #",

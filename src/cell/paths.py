@@ -33,3 +33,14 @@ FLEET_TOPIC = "sites/+"
 """`cell fleet --topic`: where sites are at the hub (the example's `remote_prefix`, `+` the id)."""
 FLEET_WAIT = 5.0
 """`cell fleet --wait`: the longest a snapshot waits for the hub's retained messages (seconds)."""
+METRICS_DEFAULT = "127.0.0.1:9817"
+"""Where `cell run` serves Prometheus metrics: loopback only (of the gateway's namespace)."""
+METRICS_ENV = "CELL_METRICS"
+METRICS_HELP = (
+    f"Prometheus metrics: ADDR:PORT to serve (default ${METRICS_ENV} or {METRICS_DEFAULT}), "
+    "file:PATH for a node_exporter textfile, or off"
+)
+
+
+def metrics(flag: str | None = None) -> str:
+    return flag or os.environ.get(METRICS_ENV) or METRICS_DEFAULT

@@ -95,3 +95,12 @@ class Layout:
 
 
 DEFAULT_LAYOUT = Layout()
+
+# The daemon (`cell run`), relative to the state directory.
+STATUS_JSON = "status.json"
+"""The status document as last published (written atomically each publish): `cell status`."""
+CELL_MQTT_SECRET = "mosquitto/cell.secret"
+"""The password of the Cell's own broker login `cell` on a real box (0600, made by `cell apply`;
+a lab's comes from the lab's credentials)."""
+DAEMON_LOG = "run.log"
+"""The lab's `cell run` output, in the lab's log directory."""

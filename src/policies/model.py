@@ -104,6 +104,32 @@ class Drift(Strict):
     )
 
 
+class Verify(Strict):
+    """How often the daemon (`cell run`) proves the promise again (docs/daemon.md)."""
+
+    probe_interval: Duration = Field(
+        default="10m", description="Period of the scheduled probe run (the segregation check)."
+    )
+    drops_interval: Duration = Field(
+        default="10s", description="Period of the drop-counter poll into the store."
+    )
+    dns_interval: Duration = Field(
+        default="5s", description="Period of the DNS sinkhole counter's read of the query logs."
+    )
+    capture_interval: Duration = Field(
+        default="30s", description="Period of the capture ring's coverage check."
+    )
+    publish_interval: Duration = Field(
+        default="30s",
+        description="The status is published on every change and at least this often.",
+    )
+    capture_drop_threshold: int = Field(
+        default=0,
+        ge=0,
+        description="Kernel capture drops tolerated before the capture check fails.",
+    )
+
+
 class Hub(Strict):
     bridge: BridgeEndpoint = Field(description="The one MQTT bridge to the central hub.")
     management: list[Endpoint] = Field(
@@ -143,6 +169,9 @@ class SiteFile(Strict):
                 "`hub:` is required (the bridge to the hub), unless `site.mode: sealed`"
             )
         return self
+    verify: Verify = Field(
+        default=Verify(), description="How often the daemon probes, polls and publishes."
+    )
 
 
 # --- network.yaml -----------------------------------------------------------------------------

@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from policies.errors import Diagnostic
-from policies.topics import FilterTrie, witness
+from policies.topics import FilterTrie, intersects, witness
 
 if TYPE_CHECKING:
     from policies.model import Policy, TopicRule
 
 MQTT = "mqtt.yaml"
 RESERVED_USERS = frozenset({"cell"})
+STATUS_BUS = "cell/#"
+"""The Cell's own status bus: only the daemon (user `cell`) publishes under it."""
 BRIDGED = frozenset({"up", "down"})
 
 
@@ -120,6 +122,15 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
             )
         seen.setdefault(c.username, ci)
         for fi, f in enumerate(c.publish):
+            if intersects(f, STATUS_BUS):
+                out.append(
+                    src.diag(
+                        (*at, "publish", fi),
+                        f"client '{c.username}' may publish to '{f}', which overlaps the Cell's "
+                        f"status bus '{STATUS_BUS}' (e.g. '{witness(f, STATUS_BUS)}'): only the "
+                        "Cell publishes there; a client may subscribe to it",
+                    )
+                )
             for ri in down.intersecting(f):
                 r = p.mqtt.topics[ri]
                 out.append(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bridge.classify import TAGS
 from cell.explain import explain_flow, explain_topic, format_flow, format_topic
@@ -65,10 +67,77 @@ def explain_some(policy: Policy) -> None:
         print("  " + format_flow(explain_flow(policy, src, dst)))
 
 
+def show_status(info: Any, wait: float = 30.0) -> None:
+    """What the daemon (`cell run`, started in the gateway) says, once every check has a result."""
+    from cell.cli.status import _format
+    from cell.status.checks import CHECK_NAMES
+    from policies.layout import STATUS_JSON
+
+    _say("6. The daemon's verdict (cell run in the gateway; cell status)")
+    path = Path(info.layout.state) / STATUS_JSON
+    deadline = time.monotonic() + wait
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            doc = {}
+        if doc.get("verdict") == "sovereign" or (
+            doc and all(n in doc.get("checks", {}) for n in CHECK_NAMES) and doc["reasons"]
+            and time.monotonic() > deadline - wait / 2
+        ):  # fmt: skip
+            break
+        time.sleep(0.5)
+    if not doc:
+        print("  the daemon published no status")
+        return
+    print("\n".join("  " + line for line in _format(doc, CHECK_NAMES).splitlines()))
+    print("\n  The same document is retained on the gateway's broker as cell/status (user `cell`).")
+
+
+def signed_copy(src: Path, tmp: Path) -> tuple[Path, Path]:
+    """The site as a Git repo with one commit signed by a fresh demo key, and the key's
+    allowed_signers line to enroll: so the demo goes through the trust gate like a Cell."""
+    import shutil
+    import subprocess
+
+    key = tmp / "demo-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    kind, blob = key.with_suffix(".pub").read_text().split()[:2]
+    signers = tmp / "allowed_signers"
+    signers.write_text(f'demo@cell namespaces="git" {kind} {blob}\n')
+    repo = tmp / "site-config"
+    shutil.copytree(src, repo, ignore=shutil.ignore_patterns(".git"))
+    shutil.copy(signers, repo / "allowed_signers")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git(
+        "-c", "user.name=Cell demo", "-c", "user.email=demo@cell", "-c", "gpg.format=ssh",
+        "-c", f"user.signingkey={key}", "commit", "-q", "-S", "-m", "the example site",
+    )  # fmt: skip
+    return repo, signers
+
+
+def _cell(*args: str) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "cell.cli", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"cell {args[0]} failed: {r.stderr.strip()}")
+
+
 def run_demo(repo: str | None, keep: bool = False) -> int:
+    import shutil
+    import tempfile
+
     from cell.cli.lab import GATEWAY_SERVICES
-    from cell.deploy.install import apply_lab
     from cell.lab import lab_down, lab_up
+    from cell.run.labdaemon import start_daemon
     from cell.verify.prober import Env, format_results, run_probes
     from firewall.probes import compile_probes
 
@@ -76,12 +145,19 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
     policy = load_policy(path)
     summary(policy, path)
     explain_some(policy)
-    _say("3. Build the site as a lab and apply the policy to its gateway (cell lab up)")
+    _say("3. Build the site as a lab; apply a signed commit of it to the gateway")
     print("  Network namespaces: the gateway (the Cell), one per VLAN, and a closed WAN with the")
     print("  hub broker, an outside resolver and a phone-home server. Nothing leaves this machine.")
+    print("  The policy is committed and signed with a demo key, the key enrolled, and the commit")
+    print("  applied through the trust gate (cell enroll, cell apply); then `cell run` starts.")
     t0 = time.monotonic()
-    info = lab_up(policy, apply=apply_lab, services=GATEWAY_SERVICES)
+    tmp = Path(tempfile.mkdtemp(prefix="cell-demo-"))
+    signed, signers = signed_copy(path, tmp)
+    info = lab_up(load_policy(signed), services=GATEWAY_SERVICES)
     try:
+        _cell("enroll", "--signers", str(signers), "--repo", str(signed))
+        _cell("apply", "--repo", str(signed))
+        start_daemon(str(signed), info.gateway, info.layout.state, Path(info.root) / "log")
         print(
             f"  up and applied in {time.monotonic() - t0:.1f} s: nftables, DNS sinkhole, mosquitto + bridge"
         )
@@ -98,13 +174,17 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
         print(
             f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
         )
+        show_status(info)
         if keep:
             print(
                 f"\n  The lab is still up. Look around:  ip netns exec {info.gateway} nft list ruleset"
             )
+            print(f"  The signed copy of the site: {signed}")
+            print(f"  Its verdict:  .venv/bin/cell status --repo {signed}")
             print(f"  Remove it with:  .venv/bin/cell lab down --repo {path}")
         return 0 if run.ok else 3
     finally:
         if not keep:
             lab_down(policy.site.site.id)
+            shutil.rmtree(tmp, ignore_errors=True)
             print("\n  The lab was removed (run `cell demo --keep` to keep it up and look around).")

@@ -11,10 +11,13 @@ from typing import Any
 
 from cell import paths
 from cell.lab.errors import LabNotUp
+from cell.run.labdaemon import start_lab_daemon
 from cell.verify.labcapture import start_lab_capture
 
 GATEWAY_SERVICES = (start_lab_capture,)
 """What `cell lab up` starts in the gateway besides what `apply` starts."""
+AFTER_APPLY = (start_lab_daemon,)
+"""What it starts once the policy is applied: the daemon (`--no-daemon` to skip)."""
 
 
 def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +35,11 @@ def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--no-apply",
         action="store_true",
         help="build the bare site; leave the gateway unconfigured",
+    )
+    up.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="do not start the daemon (`cell run`) in the gateway",
     )
     up.set_defaults(handler=cmd_lab_up)
     down = actions.add_parser(
@@ -77,7 +85,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     policy = _load(args)
     hook = None if args.no_apply else _apply_hook()
     t0 = time.monotonic()
-    info = lab_up(policy, apply=hook, services=GATEWAY_SERVICES)
+    after = () if args.no_daemon or hook is None else AFTER_APPLY
+    info = lab_up(policy, apply=hook, services=GATEWAY_SERVICES, after_apply=after)
     took = time.monotonic() - t0
     if args.json:
         print(json.dumps({**info.to_doc(), "applied": hook is not None}, indent=2))
@@ -85,6 +94,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     applied = (
         "the policy is applied to the gateway" if hook else "bare: nothing applied to the gateway"
     )
+    if after:
+        applied += "; the daemon (`cell run`) runs in it: `cell status` reads it"
     print(f"lab for site {info.site} is up in {took:.1f} s; {applied}\n")
     print(format_info(info))
     return 0

@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cell.cli.fleet import add_fleet_commands
 
     add_fleet_commands(sub)
+    from cell.cli.status import add_status_commands
+
+    add_status_commands(sub)
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     sp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cell.artifacts import digest, render_all, write_tree
 from cell.deploy import daemons as procs
 from cell.deploy import services
-from cell.deploy.checks import check_artifacts, write_passwd
+from cell.deploy.checks import check_artifacts, ensure_cell_login, write_passwd
 from cell.deploy.target import Target, read_file
 from cell.errors import ApplyError
 from cell.status.apply import ServiceReport
@@ -101,14 +101,14 @@ def install(
         if snap.files[n] != data or (baseline is not None and baseline.get(n) != digest(data))
     ) + [n for n in snap.files if n not in files]
     try:
-        _write_files(files, target)
+        login = _write_files(files, target)
         if keeper is not None:
             keeper.before_replace(target.netns)  # the old table's last counts
         target.nft.apply(prepared.ruleset)
         dns = services.update_dnsmasq(target, set(changed), snap.touched)
         snap.touched["broker"] = "unknown"
         broker = services.broker_for(prepared.policy, target).update(
-            set(changed) | {PASSWD} if target.credentials else set(changed)
+            set(changed) | {PASSWD} if target.credentials or login else set(changed)
         )
         snap.touched["broker"] = broker
         read_back(prepared)
@@ -172,7 +172,8 @@ def _snapshot(files: dict[str, bytes], target: Target) -> _Snapshot:
     )
 
 
-def _write_files(files: dict[str, bytes], target: Target) -> None:
+def _write_files(files: dict[str, bytes], target: Target) -> bool:
+    """Install the files; True when the password file changed (the Cell's own login)."""
     for extra in _extras(files, target):
         (target.config / extra).unlink()
     write_tree(target.config, files)
@@ -182,6 +183,8 @@ def _write_files(files: dict[str, bytes], target: Target) -> None:
         (target.state / RESOLV_CONF).write_text("nameserver 127.0.0.1\n")
     if target.credentials:
         write_passwd(target.state / PASSWD, target.credentials)
+        return False
+    return ensure_cell_login(target.state, target.state / PASSWD)
 
 
 def _restore(

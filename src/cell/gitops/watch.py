@@ -177,13 +177,19 @@ class Watcher:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, stop: Any = None, beat: Callable[[], None] | None = None) -> None:
+        """Watch until `stop` (a `threading.Event`; None: forever) is set, calling `beat` at
+        least once a second (the daemon's heartbeat)."""
         self.check(KINDS, "start", force=True)
         next_full = time.monotonic() + self.interval
-        while True:
+        while stop is None or not stop.is_set():
+            if beat is not None:
+                beat()
             now = time.monotonic()
             deadline = self._confirm_in()
             wake = min([next_full, *self.due.values(), now + deadline])
+            if stop is not None:
+                wake = min(wake, now + 1.0)
             for key, _ in self.sel.select(max(0.0, wake - now)):
                 self._dispatch(key.data, key.fileobj)
             now = time.monotonic()

@@ -55,9 +55,16 @@ _SITE_ID = re.compile(r"[a-z0-9-]{1,32}")
 
 
 def lab_up(
-    policy: Policy, *, apply: Apply | None = None, services: Sequence[GatewayService] = ()
+    policy: Policy,
+    *,
+    apply: Apply | None = None,
+    services: Sequence[GatewayService] = (),
+    after_apply: Sequence[GatewayService] = (),
 ) -> LabInfo:
     """Build (or rebuild from scratch) the lab of `policy`'s site; with `apply`, make it live.
+
+    `after_apply` start once the policy is applied (the daemon, `cell run`: the CLI passes it,
+    tests that want it ask for it; nothing by default, so a lab test pays only for what it uses).
 
     Returns when every lab service listens and `apply` has returned. Raises `LabError` after
     removing everything it made. The returned `LabInfo` carries the lab's MQTT passwords: lab
@@ -91,6 +98,14 @@ def lab_up(
         if apply is not None:
             step = "applying the policy to the gateway"
             apply(policy, info)
+        if after_apply:
+            step = "starting its gateway services"
+            for service in after_apply:
+                for proc, _ in service(
+                    policy, plan.gateway, plan.wan_interface, info.layout.state, root / "log"
+                ):
+                    info.processes[proc.name] = proc
+            write_state(info)
         return info
     except BaseException as e:
         _teardown_quietly(site)

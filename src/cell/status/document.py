@@ -80,6 +80,11 @@ class StatusDoc(Record):
         default_factory=dict,
         description="Each supervised service's state (running, restarting, failed, hung).",
     )
+    restarts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Times each supervised service was started again after a crash or a hang, "
+        "since the daemon started.",
+    )
 
 
 class Availability(Record):
