@@ -169,6 +169,7 @@ class SiteFile(Strict):
                 "`hub:` is required (the bridge to the hub), unless `site.mode: sealed`"
             )
         return self
+
     verify: Verify = Field(
         default=Verify(), description="How often the daemon probes, polls and publishes."
     )
