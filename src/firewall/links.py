@@ -232,3 +232,31 @@ def _kind(have: LiveLink) -> str:
     elif have.kind == "macvlan":
         what = f"macvlan ({have.mode})"
     return f"{what} on {have.parent}" if have.parent else what
+
+
+@dataclass
+class Route:
+    table: int
+    dst: str
+    gateway: str | None
+    dev: str | None
+    kernel: bool
+
+
+@dataclass
+class Tc:
+    dev: str
+    qdiscs: list[str] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)
+    """One line each: kind, and what its actions do."""
+
+
+@dataclass
+class Stack:
+    """The gateway's network stack as read for drift."""
+
+    net: LiveNet
+    routes: list[Route]
+    rules: list[tuple[int, int, str]]
+    """(table, priority, what it selects) of every IPv4 rule."""
+    tc: dict[str, Tc]

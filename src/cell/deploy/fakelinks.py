@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 
 from cell.errors import ApplyError
-from firewall.links import ALIAS, MACVLAN_MODE, LinkPlan, LiveLink, LiveNet
+from firewall.links import ALIAS, MACVLAN_MODE, LinkPlan, LiveLink, LiveNet, Stack
 
 
 class FakeLinks:
@@ -64,3 +64,12 @@ class FakeLinks:
         sysctls = {**self.net.sysctls, **{k: v for k, v in snapshot.sysctls.items() if v}}
         self.net = copy.deepcopy(snapshot)
         self.net.sysctls = sysctls
+
+    def read_stack(self, plan: LinkPlan) -> Stack:
+        """The links as kept; routes, rules and tc as a fresh namespace has them (none)."""
+        return Stack(
+            self.read(plan),
+            routes=[],
+            rules=[(255, 0, "all"), (254, 32766, "all"), (253, 32767, "all")],
+            tc={},
+        )

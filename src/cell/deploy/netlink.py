@@ -20,6 +20,7 @@ from firewall.links import (
     LinkSpec,
     LiveLink,
     LiveNet,
+    Stack,
     kind_matches,
 )
 
@@ -33,6 +34,8 @@ class LinkBackend(Protocol):
 
     def restore(self, snapshot: LiveNet, plan: LinkPlan) -> None: ...
 
+    def read_stack(self, plan: LinkPlan) -> Stack: ...
+
 
 class Links:
     """The kernel's links in namespace `netns` (None: this host)."""
@@ -45,6 +48,11 @@ class Links:
 
     def apply(self, plan: LinkPlan, stand_in: str | None) -> None:
         ns.call(self.netns, lambda: _apply(plan, stand_in))
+
+    def read_stack(self, plan: LinkPlan) -> Stack:
+        from cell.deploy.netstack import read_stack
+
+        return ns.call(self.netns, lambda: read_stack(plan))
 
     def restore(self, snapshot: LiveNet, plan: LinkPlan) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
