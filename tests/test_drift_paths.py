@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 from cell.lab import LabInfo
 from firewall import netns
-from test_drift import drift, lab, site  # noqa: F401  (the drift lab and its signed site)
+from test_drift import Watch, drift, lab, site, watching  # noqa: F401  (the drift lab, its site)
 from test_lifecycle import Site
 from test_trust import Keys
 
@@ -156,3 +157,52 @@ def test_an_xdp_program_and_a_stranger_link_are_drift(
             and "not one of the Cell's" in x["what"]
             for x in f
         )
+
+
+def test_watch_reports_a_redirect_a_route_and_a_sysctl_within_a_second(
+    site: Site, watching: Watch, lab: tuple[str, LabInfo, Keys]
+) -> None:
+    _, info, _ = lab
+    gw = info.gateway
+
+    def paths(status: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda e: e["kind"] == "paths" and e["status"] == status
+
+    t0 = time.monotonic()
+    netns.run(gw, ["tc", "qdisc", "add", "dev", "eth0.10", "ingress"], check=True)
+    try:
+        netns.run(
+            gw,
+            ["tc", "filter", "add", "dev", "eth0.10", "ingress", "protocol", "all", "u32",
+             "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", "eth1"],
+            check=True,
+        )  # fmt: skip
+        e = watching.next(paths("drift"))
+        assert time.monotonic() - t0 < 1.0
+        by = e["new"][0]["by"]  # the kernel said who (the netlink port id of `tc`: its pid)
+        assert by["pid"] > 0 and by["name"] in ("tc", None)
+    finally:
+        netns.run(gw, ["tc", "qdisc", "del", "dev", "eth0.10", "ingress"], check=True)
+    watching.next(lambda e: e["kind"] == "paths" and e["status"] == "in-sync" and e["resolved"])
+
+    t0 = time.monotonic()
+    via = str(info.wan_link["wan"])
+    netns.run(gw, ["ip", "route", "add", "10.10.0.0/25", "via", via], check=True)
+    try:
+        e = watching.next(paths("drift"))
+        assert time.monotonic() - t0 < 1.0 and "10.10.0.0/25" in e["new"][0]["what"]
+        by = e["new"][0]["by"]  # `ip` may be gone before its name is read: its pid stays
+        assert by["pid"] > 0 and by["name"] in ("ip", None)
+    finally:
+        netns.run(gw, ["ip", "route", "del", "10.10.0.0/25"], check=True)
+    watching.next(paths("in-sync"))
+
+    forward = "net/ipv4/ip_forward"
+    t0 = time.monotonic()
+    netns.with_ns(gw, lambda: Path("/proc/sys", forward).write_text("0\n"))
+    try:
+        e = watching.next(paths("drift"))
+        assert time.monotonic() - t0 < 1.0 and "ip_forward is 0" in e["new"][0]["what"]
+    finally:
+        netns.with_ns(gw, lambda: Path("/proc/sys", forward).write_text("1\n"))
+    watching.next(paths("in-sync"))
