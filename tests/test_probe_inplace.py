@@ -97,6 +97,8 @@ def test_a_tc_redirect_around_the_firewall_fails_the_probe(
         # their drops raise no counter, and flows to the cameras get no answer.
         assert any(x["from"] == "probe@cameras" and "did not rise" in x["evidence"] for x in bad)
         assert all(x["from"] == "probe@cameras" or "cam-" in x["to"] for x in bad)
+        paths = json.loads(r.stdout)["paths"]  # and the run says what is wrong
+        assert any(p["kind"] == "tc" and "redirects to eth1" in p["what"] for p in paths)
     finally:
         netns.run(gw, ["tc", "qdisc", "del", "dev", "eth0.10", "ingress"], check=True)
     assert cell_probe(repo).returncode == 0
@@ -135,3 +137,18 @@ def test_a_probe_address_in_use_is_refused(lab: tuple[Policy, LabInfo, Path]) ->
         assert "Traceback" not in r.stderr
     finally:
         netns.with_ns(cams, lambda: squat(False))
+
+
+@pytest.mark.root
+def test_a_flipped_forwarding_sysctl_fails_the_probe(lab: tuple[Policy, LabInfo, Path]) -> None:
+    _, info, repo = lab
+    forward = Path("/proc/sys/net/ipv4/ip_forward")
+    netns.with_ns(info.gateway, lambda: forward.write_text("0\n"))
+    try:
+        r = cell_probe(repo)
+        assert r.returncode == 3
+        doc = json.loads(r.stdout)
+        assert not [x for x in doc["results"] if x["to"] == "cam-01:554/tcp" and x["ok"]]
+        assert {"kind": "sysctl", "what": "sysctl net.ipv4.ip_forward is 0, not 1"} in doc["paths"]
+    finally:
+        netns.with_ns(info.gateway, lambda: forward.write_text("1\n"))

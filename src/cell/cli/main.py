@@ -85,9 +85,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         outside = lab.outside if lab else box_outside(policy)
         with probe_segments(policy, gateway) as vlans:
             run = run_probes(inplace_probes(policy), Env(gateway, vlans, outside))
+    paths = verify_cli.probe_paths(policy, lab) if not args.lab else []
     verify_cli.record_probe(args, run)
-    emit(args, run.to_doc(), format_results(run))
-    return 0 if run.ok else 3
+    doc = {**run.to_doc(), **({"paths": paths} if paths else {})}
+    emit(args, doc, format_results(run) + verify_cli.format_paths(paths))
+    return 0 if run.ok and not paths else 3
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
