@@ -113,3 +113,43 @@ def test_install_makes_links_and_a_failure_puts_them_back(
     with pytest.raises(ApplyError, match="previous configuration restored"):
         apply_policy(load_policy(site.root), gw.target)
     assert gw.links.net.links["eth0.40"].addresses == ["10.40.0.1/24"]
+
+
+def test_paths_around_the_firewall_are_named(site: Site) -> None:
+    from cell.drift.paths import compare_stack
+    from firewall.links import Route, Stack, Tc
+
+    plan = compile_links(load_policy(site.root))
+    links = {
+        s.name: LiveLink(
+            name=s.name,
+            kind=s.kind if s.kind != "given" else None,
+            parent=s.parent,
+            vlan_id=s.vlan_id,
+            mode="bridge" if s.kind == "macvlan" else None,
+            addresses=list(s.addresses or []),
+            up=True,
+        )
+        for s in plan.links
+    }
+    kernel = [(255, 0, "all"), (254, 32766, "all"), (253, 32767, "all")]
+    routes = [
+        Route(254, "10.10.0.0/24", None, "eth0.10", kernel=True),
+        Route(254, "0.0.0.0/0", "198.18.0.1", "eth1", kernel=False),  # the uplink's DHCP
+    ]
+    clean = Stack(LiveNet(links=links, sysctls=dict(plan.sysctls)), routes, kernel, {})
+    assert compare_stack(plan, clean, None) == []
+    links["eth0.10"].xdp = 7
+    links["wg0"] = LiveLink(name="wg0", kind="wireguard", parent=None, up=True)
+    links["spare"] = LiveLink(name="spare", kind=None, parent=None, up=False)
+    dirty = Stack(
+        clean.net,
+        [*routes, Route(254, "10.10.0.0/25", "198.18.0.1", "eth1", kernel=False)],
+        [*kernel, (100, 100, "from 10.10.0.0/24")],
+        {"eth0.10": Tc("eth0.10", ["ingress"], ["filter u32 (redirects to eth1)"])},
+    )
+    found = {(f.kind, f.what) for f in compare_stack(plan, dirty, None)}
+    kinds = sorted(k for k, _ in found)
+    assert kinds == ["bpf", "link", "route", "rule", "tc", "tc"], found
+    assert not any("spare" in w for _, w in found)  # down, no address: carries nothing
+    assert ("rule", "policy-routing rule 100: from 10.10.0.0/24 lookup table 100") in found
