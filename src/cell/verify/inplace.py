@@ -7,9 +7,9 @@ there enters the Cell through the VLAN's interface and is judged by the live rul
 a host on that VLAN would be (docs/links.md says why macvlan). Nothing of it stays: the
 namespaces go at the end, even on failure, and a later run sweeps what a killed one left.
 
-Before an address is taken, the gateway's neighbour table must not know it at another MAC
-address than the probe's own (derived from the site and VLAN, so a run's leftover is
-recognised): an address in use on the segment is refused, never taken over.
+Before an address is taken, an ARP probe (RFC 5227) asks the segment who holds it: an address
+in use is refused, never taken over. The probe's MAC is derived from the site and the VLAN, so
+every run looks the same to the hosts' and the gateway's neighbour caches.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import select
+import socket
+import struct
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -30,8 +34,6 @@ from policies import Policy
 from policies.flows import reserved_probe
 
 PROBE_LINK = "probe0"
-NUD_LIVE = 0x02 | 0x04 | 0x08 | 0x10 | 0x80
-"""REACHABLE, STALE, DELAY, PROBE, PERMANENT: someone answered at that address."""
 BOX_OUTSIDE: dict[str, Any] = {
     "real_site": True,
     "phone_home": "192.0.2.99",
@@ -70,12 +72,18 @@ def probe_segments(policy: Policy, gateway: str | None) -> Iterator[dict[str, st
             addr = reserved_probe(policy, v.name)
             prefix = ipaddress.IPv4Network(v.subnet).prefixlen
             mac = probe_mac(site, v.name)
-            ns.call(gateway, partial(_check, v.interface, ports[v.name], addr, mac))
+            ns.call(gateway, partial(_check, v.interface, ports[v.name]))
             name = probe_ns(site, v.name)
             ns.create(name)
             made.append(name)
             ns.with_ns(name, _no_ipv6)
             ns.call(gateway, partial(_macvlan, ports[v.name], name, mac))
+            holder = ns.with_ns(name, partial(_arp_probe, addr, mac))
+            if holder is not None:
+                raise ProbeRefused(
+                    f"the probe address {addr} of VLAN {v.name} is in use on {v.interface}: "
+                    f"{holder} answers for it; reserve a free one with `probe:` in network.yaml"
+                )
             ns.with_ns(name, partial(_address, addr, prefix, v.gateway))
         yield {v.name: probe_ns(site, v.name) for v in policy.network.vlans}
     finally:
@@ -99,8 +107,8 @@ def _no_ipv6() -> None:
     Path("/proc/sys/net/ipv6/conf/default/disable_ipv6").write_text("1\n")
 
 
-def _check(interface: str, port: str, address: str, mac: str) -> None:
-    """Runs in the gateway: the VLAN's links are there, and nobody else holds `address`."""
+def _check(interface: str, port: str) -> None:
+    """Runs in the gateway: the VLAN's links are there."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
@@ -110,16 +118,29 @@ def _check(interface: str, port: str, address: str, mac: str) -> None:
                     f"the VLAN link {link} is not here: is this the Cell, and applied? "
                     "(`cell apply` makes it; for the lab, `cell lab up`)"
                 )
-        index = ipr.link_lookup(ifname=interface)[0]
-        for n in ipr.get_neighbours(family=2, ifindex=index):
-            if n.get_attr("NDA_DST") != address or not n["state"] & NUD_LIVE:
-                continue
-            seen = str(n.get_attr("NDA_LLADDR") or "")
-            if seen and seen.lower() != mac:
-                raise ProbeRefused(
-                    f"the probe address {address} is in use on {interface}: the gateway has "
-                    f"seen {seen} at it; reserve a free one with `probe:` in network.yaml"
-                )
+
+
+def _arp_probe(address: str, mac: str, tries: int = 2, wait: float = 0.15) -> str | None:
+    """Runs in the probe namespace, before the address is taken: an RFC 5227 ARP probe
+    ("who has ADDRESS?", sender address 0.0.0.0) on the segment; the MAC that answers, if any."""
+    me = bytes.fromhex(mac.replace(":", ""))
+    target = socket.inet_aton(address)
+    frame = b"\xff" * 6 + me + b"\x08\x06"
+    frame += struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + me + b"\0" * 4 + b"\0" * 6 + target
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+        s.bind((PROBE_LINK, 0x0806))
+        for _ in range(tries):
+            s.send(frame)
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([s], [], [], left)
+                if not ready:
+                    break
+                got = s.recv(128)
+                op, sha, spa = struct.unpack_from("!H6s4s", got, 20)
+                if op == 2 and spa == target and sha != me:
+                    return ":".join(f"{b:02x}" for b in sha)
+    return None
 
 
 def _macvlan(port: str, into: str, mac: str) -> None:
@@ -129,6 +150,7 @@ def _macvlan(port: str, into: str, mac: str) -> None:
     with IPRoute() as ipr:
         ipr.link(
             "add",
+            state="up",
             ifname=PROBE_LINK,
             kind="macvlan",
             link=ipr.link_lookup(ifname=port)[0],
