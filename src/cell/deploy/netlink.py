@@ -163,6 +163,11 @@ def _ensure(ipr: Any, spec: LinkSpec, stand_in: str | None) -> int:
     if spec.kind == "given" or (spec.kind == "vlan" and stand_in):
         if have is None:
             what = "the lab makes it" if stand_in else "it is the box's own link"
+            if spec.role == "port" and not stand_in:
+                what += (
+                    f"; for VLAN {spec.vlan}: `links.trunk` in network.yaml makes it an 802.1Q "
+                    "subinterface, or `port:` names the link that carries the VLAN"
+                )
             raise ApplyError(f"links: {spec.name} ({spec.role}) is missing ({what})")
         return int(ipr.link_lookup(ifname=spec.name)[0])
     if have is not None and not kind_matches(spec, have, stand_in):
