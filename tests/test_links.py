@@ -153,3 +153,18 @@ def test_paths_around_the_firewall_are_named(site: Site) -> None:
     assert kinds == ["bpf", "link", "route", "rule", "tc", "tc"], found
     assert not any("spare" in w for _, w in found)  # down, no address: carries nothing
     assert ("rule", "policy-routing rule 100: from 10.10.0.0/24 lookup table 100") in found
+
+
+def test_the_lab_takes_a_static_wan_from_the_policy(site: Site) -> None:
+    from cell.lab.plan import GW_SIDE, plan_lab
+
+    plan = plan_lab(load_policy(site.root))
+    assert (plan.wan_static, plan.wan_gateway_side) == (False, GW_SIDE)  # the lab plays DHCP
+    assert [v.port for v in plan.vlans] == ["vlan10", "vlan20", "vlan30", "vlan40"]
+    site.edit(
+        "network.yaml",
+        "  trunk: eth0\n",
+        "  trunk: eth0\n  wan: {address: 192.0.2.2, prefixlen: 30, gateway: 192.0.2.1}\n",
+    )
+    plan = plan_lab(load_policy(site.root))
+    assert plan.wan_static and (plan.wan_gateway_side, plan.wan_side) == ("192.0.2.2", "192.0.2.1")
