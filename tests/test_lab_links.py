@@ -77,3 +77,33 @@ def test_bare_lab_then_apply_then_rollback(bare: tuple[str, LabInfo, Keys], tmp_
     assert addresses(gw)["eth0.40"] == ["10.40.0.1"]
     r = site.run("drift", "--json")
     assert '"kind": "link"' not in r.stdout, r.stdout
+
+
+def test_a_static_wan_is_set_by_apply(tmp_path: Path) -> None:
+    from cell.artifacts import render_all
+    from cell.deploy.install import apply_lab, lab_target
+    from cell.drift.paths import check_paths
+    from labsite import make_site, new_id
+
+    site_id = new_id()
+    repo = make_site(tmp_path, site_id)
+    text = (
+        (repo / "network.yaml")
+        .read_text()
+        .replace(
+            "  trunk: eth0\n",
+            "  trunk: eth0\n  wan: {address: 192.0.2.2, prefixlen: 30, gateway: 192.0.2.1}\n",
+        )
+    )
+    (repo / "network.yaml").write_text(text)
+    policy = load_policy(repo)
+    try:
+        info = lab_up(policy, apply=apply_lab)
+        gw = info.gateway
+        assert addresses(gw)["eth1"] == ["192.0.2.2"]
+        routes = ip_json("-n", gw, "route", "show", "default")
+        assert [(r["gateway"], r["dev"]) for r in routes] == [("192.0.2.1", "eth1")]
+        target = lab_target(info)
+        assert check_paths(render_all(policy, target.layout), target) == []
+    finally:
+        lab_down(site_id)
