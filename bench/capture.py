@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from cell.deploy.install import apply_lab_links
 from cell.lab import lab_down, lab_up
 from cell.lab.processes import stop
 from cell.verify.capture import Capture, CaptureConfig
@@ -75,7 +76,7 @@ def throughput(args: argparse.Namespace, tmp: Path) -> None:
     cw = policy.network.capture.wan
     server = None
     try:
-        info = lab_up(policy, services=(start_lab_capture,))
+        info = lab_up(policy, apply=apply_lab_links, services=(start_lab_capture,))
         # The lab's WAN has no route to the site (like an ISP): the laptop reaches it only through
         # the Cell's NAT. A bare lab has no ruleset, so load just the NAT part of it.
         fw.apply(nat_only(policy), info.gateway)

@@ -1,10 +1,13 @@
 """Time from an out-of-band change on a lab gateway to the drift watcher's event.
 
 Builds its own lab of the example site (a signed repo, `cell enroll`, `cell apply`), starts
-`cell drift --watch --json`, then makes 50 changes by hand, cycling through: a rule added with
+`cell drift --watch --json`, then makes 68 changes by hand (four cycles), cycling through: a rule added with
 `nft`, that rule deleted again, a Cell rule deleted by handle, the table put back with
 `nft -f ruleset.nft`, a line appended to the sinkhole's dnsmasq config and to the broker's ACL,
 and each file put back. Every change is one the watcher must report (drift, or back in sync).
+Then the paths around the firewall (issue 12): an ingress qdisc and a tc mirred redirect from the
+cameras' link to the WAN link, a route and a policy-routing rule added and deleted, ip_forward
+flipped and put back (the sysctls send no event: the watcher polls them every 0.2 s).
 Latency runs from just before the change is made to the moment its event line is read from the
 watcher's output. Targets (issue 5): p99 under 1 s, 100% detected. The lab is removed at the end.
 
@@ -148,7 +151,38 @@ def changes(info: LabInfo) -> list[tuple[str, str, Callable[[], None]]]:
     sink_edit, sink_back = edit("dnsmasq/sinkhole.conf", b"# edited by hand\n")
     acl_edit, acl_back = edit("mosquitto/acl", b"topic readwrite #\n")
     ruleset = str(config / "nftables/ruleset.nft")
+    via = str(info.wan_link["wan"])
+
+    def run(*argv: str) -> Callable[[], None]:
+        def go() -> None:
+            netns.run(gw, argv, check=True)
+
+        return go
+
+    def sysctl(value: str) -> Callable[[], None]:
+        def go() -> None:
+            path = Path("/proc/sys/net/ipv4/ip_forward")
+            netns.with_ns(gw, lambda: path.write_text(value + "\n"))
+
+        return go
+
+    redirect = [
+        "tc", "filter", "add", "dev", "eth0.10", "ingress", "protocol", "all", "u32", "match",
+        "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", info.wan_link["interface"],
+    ]  # fmt: skip
+    paths = [
+        ("tc: ingress qdisc added", "paths", run("tc", "qdisc", "add", "dev", "eth0.10", "ingress")),
+        ("tc: mirred redirect to WAN", "paths", run(*redirect)),
+        ("tc: qdisc deleted", "paths", run("tc", "qdisc", "del", "dev", "eth0.10", "ingress")),
+        ("ip: route added", "paths", run("ip", "route", "add", "10.10.0.0/25", "via", via)),
+        ("ip: route deleted", "paths", run("ip", "route", "del", "10.10.0.0/25")),
+        ("ip: rule added", "paths", run("ip", "rule", "add", "from", "10.10.0.0/24", "table", "100")),
+        ("ip: rule deleted", "paths", run("ip", "rule", "del", "from", "10.10.0.0/24", "table", "100")),
+        ("sysctl: ip_forward 0", "paths", sysctl("0")),
+        ("sysctl: ip_forward 1", "paths", sysctl("1")),
+    ]  # fmt: skip
     return [
+        *paths,
         (
             "nft: rule added",
             "nftables",
@@ -169,7 +203,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def main(count: int = 50) -> int:
+def main(count: int = 68) -> int:
     site_id = f"b-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="cell-bench-"))
     watcher = None
@@ -223,4 +257,4 @@ def main(count: int = 50) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 50))
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 68))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cell.deploy.install import apply_lab_links
 from cell.lab import lab_down, lab_up
 from firewall import netns
 from firewall import nft as fw
@@ -63,7 +64,7 @@ def main() -> None:
     small_rules = rule_count(compile_ruleset(load_policy(repo)))
     server = None
     try:
-        info = lab_up(load_policy(repo))
+        info = lab_up(load_policy(repo), apply=apply_lab_links)  # routes, no firewall
         cam = info.hosts["cam-01"]
         nvr = info.hosts["nvr"]
         for name, proc in info.processes.items():

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cell.deploy.fakelinks import FakeLinks
 from cell.deploy.target import Target
 from firewall.fake import FakeNft
 from policies.layout import Layout
@@ -104,6 +105,7 @@ class Gateway:
     nft: FakeNft
     services: FakeServices
     mosquitto_checks: list[str]
+    links: FakeLinks
 
 
 def fake_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gateway:
@@ -116,4 +118,6 @@ def fake_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gateway:
     # The mosquitto config test runs mosquitto in a network namespace of its own (root).
     monkeypatch.setattr(checks, "_check_mosquitto", lambda policy, target: checked.append("ok"))
     layout = Layout(root=str(tmp_path / "root"))
-    return Gateway(Target(netns=None, layout=layout, firewall=nft), nft, services, checked)
+    links = FakeLinks(given=["eth0", "eth1"])  # the box's trunk and WAN link
+    target = Target(netns=None, layout=layout, firewall=nft, link_backend=links)
+    return Gateway(target, nft, services, checked, links)

@@ -258,13 +258,26 @@ def test_forged_packet_of_another_hosts_flow_stays_in(
 
         seen, rose = _attack(info, sniffer, cam["netns"], forged, "drop_spoofed_cameras")
         assert not seen and rose >= 1
-        # Without anti-spoofing, the cameras' WAN rule still holds, whatever conntrack says.
+        # Without anti-spoofing (the ruleset's, and the kernel's strict reverse-path filter that
+        # the apply also sets), the cameras' WAN rule still holds, whatever conntrack says.
         netns.run(info.gateway, ["nft", "flush", "chain", "inet", "cell", "prerouting"], check=True)
-        seen, rose = _attack(info, sniffer, cam["netns"], forged, "drop_cameras.wan")
-        assert not seen and rose >= 1
-        _old_forward_head(info)
-        seen, _ = _attack(info, sniffer, cam["netns"], forged, "drop_cameras.wan")
-        assert seen, "control: under the old ruleset the forged flow should leak"
+        rp = [
+            f"/proc/sys/net/ipv4/conf/{n}/rp_filter"
+            for n in ("all", info.vlans["cameras"]["interface"])
+        ]
+        before = netns.with_ns(info.gateway, lambda: [Path(f).read_text() for f in rp])
+        netns.with_ns(info.gateway, lambda: [Path(f).write_text("0") for f in rp])
+        try:
+            seen, rose = _attack(info, sniffer, cam["netns"], forged, "drop_cameras.wan")
+            assert not seen and rose >= 1
+            _old_forward_head(info)
+            seen, _ = _attack(info, sniffer, cam["netns"], forged, "drop_cameras.wan")
+            assert seen, "control: under the old ruleset the forged flow should leak"
+        finally:
+            netns.with_ns(
+                info.gateway,
+                lambda: [Path(f).write_text(v) for f, v in zip(rp, before, strict=True)],
+            )
 
 
 def test_spoofed_sources_are_dropped_and_counted(lab: tuple[Policy, LabInfo]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cell.deploy.install import apply_lab_links
 from cell.lab import LabInfo, lab_down, lab_up, phone_home_count
 from cell.lab.plan import WAN_LINK, ns_prefix, plan_lab
 from conftest import EXAMPLE
@@ -33,7 +34,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Policy, LabI
     site_id = new_id()
     policy = load_policy(make_site(tmp_path_factory.mktemp("lab"), site_id))
     try:
-        yield policy, lab_up(policy)
+        yield policy, lab_up(policy, apply=apply_lab_links)
     finally:
         lab_down(site_id)
 

@@ -13,11 +13,20 @@ from pathlib import Path
 from bridge.render import render_mosquitto
 from firewall.compile import compile_ruleset, render_json
 from firewall.dns import render_dnsmasq
+from firewall.links import render_links
 from firewall.nfttext import render_text
 from firewall.probes import render_probes
 from policies import Policy
 from policies.fsutil import atomic_write
-from policies.layout import DEFAULT_LAYOUT, MANIFEST, PROBES, RULESET_JSON, RULESET_NFT, Layout
+from policies.layout import (
+    DEFAULT_LAYOUT,
+    LINKS,
+    MANIFEST,
+    PROBES,
+    RULESET_JSON,
+    RULESET_NFT,
+    Layout,
+)
 
 
 def render_all(policy: Policy, layout: Layout = DEFAULT_LAYOUT) -> dict[str, bytes]:
@@ -29,6 +38,7 @@ def render_all(policy: Policy, layout: Layout = DEFAULT_LAYOUT) -> dict[str, byt
     files[RULESET_NFT] = render_text(objects)
     files.update(render_dnsmasq(policy, layout))
     files[PROBES] = render_probes(policy)
+    files[LINKS] = render_links(policy)
     files[MANIFEST] = render_manifest(policy, files)
     return dict(sorted(files.items()))
 

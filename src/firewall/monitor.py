@@ -126,12 +126,12 @@ def _attrs(data: bytes) -> dict[int, bytes]:
     return out
 
 
-def _socket_in(netns: str | None) -> socket.socket:
+def _socket_in(netns: str | None, protocol: int = NETLINK_NETFILTER) -> socket.socket:
     def make() -> socket.socket:
         return socket.socket(
             socket.AF_NETLINK,
             socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-            NETLINK_NETFILTER,
+            protocol,
         )
 
     if netns is None:

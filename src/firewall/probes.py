@@ -29,6 +29,7 @@ from policies.flows import (
     decide,
     flow_ports,
     probe_address,
+    reserved_probe,
 )
 from policies.record import Record
 from policies.types import ipv4_or_none
@@ -249,6 +250,38 @@ def _dst_class(dst: ProbeEnd) -> str:
     if dst.name == GATEWAY:
         return GATEWAY
     return dst.vlan or WAN
+
+
+def inplace_probes(policy: Policy) -> list[Probe]:
+    """The matrix as `cell probe` runs it in place (docs/links.md): a VLAN's probes are sent
+    from that VLAN's reserved probe address, never from a host's (a real host has it), so each
+    one's verdict, flow and drop counter are decided again for that source. Probes that become
+    the same (two hosts of one VLAN to one target) are sent once."""
+    out: list[Probe] = []
+    seen: set[str] = set()
+    for probe in compile_probes(policy):
+        p = probe
+        if p.source.vlan is not None and p.source.name != GATEWAY:
+            vlan = p.source.vlan
+            src = ProbeEnd(name=f"probe@{vlan}", vlan=vlan, address=reserved_probe(policy, vlan))
+            verdict = decide(policy, _ep(policy, src), _ep(policy, p.to), (p.port, p.proto))
+            counter = None
+            if verdict.verdict != "accept":
+                counter = drop_counter_for(policy, vlan, _dst_class(p.to))
+            p = p.model_copy(
+                update={
+                    "id": f"{src.name}>{p.id.split('>', 1)[1]}",
+                    "source": src,
+                    "expect": verdict.verdict,
+                    "flow": verdict.flow,
+                    "counter": counter,
+                    "why": f"{p.why} (sent from the VLAN's probe address)",
+                }
+            )
+        if p.id not in seen:
+            seen.add(p.id)
+            out.append(p)
+    return out
 
 
 def render_probes(policy: Policy) -> bytes:

@@ -15,6 +15,7 @@ turns errors into exit codes; library code raises.
     │   ├── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
     │   ├── PcapUsage (2)         cell.verify.errors    no capture, an empty window
     │   ├── IncidentUsage (2)     cell.incident.errors  a bad window, no capture, --out exists
+    │   ├── ProbeRefused (2)      cell.verify.errors    a VLAN link missing, a probe address in use
     │   └── TimeError (2)         cell.timeparse        a time that is not ISO 8601 or -2h
     ├── ApplyError (1)            cell.errors           a step of an apply failed
     ├── StateError (1)            cell.store.statedir   the state directory is unusable

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from policies.model import Flow, Policy
+    from policies.model import Flow, Policy, Vlan
 
 GATEWAY = "gateway"
 WAN = "wan"
@@ -66,14 +66,33 @@ def resolve(policy: Policy, text: str) -> Endpoint | None:
 
 def probe_address(policy: Policy, vlan: str) -> str:
     """An address to probe from on a VLAN without hosts: the highest one that is neither the
-    gateway nor a listed host. The lab puts it in the VLAN's namespace; probes send from it."""
+    gateway, nor a listed host, nor the VLAN's reserved in-place probe address. The lab puts it
+    in the VLAN's namespace; probes send from it."""
     v = policy.vlans[vlan]
-    taken = {v.gateway, *(h.address for h in policy.network.hosts)}
+    return _free(v, {v.gateway, *(h.address for h in policy.network.hosts), *_given(v)})
+
+
+def reserved_probe(policy: Policy, vlan: str) -> str:
+    """The address `cell probe` sends from inside a VLAN's own segment (docs/links.md): the
+    VLAN's `probe`, else the highest address that is neither the gateway, a listed host, nor
+    the lab's stand-in (`probe_address`), so the lab can hold both at once."""
+    v = policy.vlans[vlan]
+    if v.probe:
+        return v.probe
+    hosts = {h.address for h in policy.network.hosts}
+    return _free(v, {v.gateway, *hosts, probe_address(policy, vlan)})
+
+
+def _given(v: Vlan) -> list[str]:
+    return [v.probe] if v.probe else []
+
+
+def _free(v: Vlan, taken: set[str]) -> str:
     net = ipaddress.IPv4Network(v.subnet)
     for candidate in reversed(list(net.hosts())[-256:]):
         if str(candidate) not in taken:
             return str(candidate)
-    raise ValueError(f"VLAN {vlan} has no free address to probe from")
+    raise ValueError(f"VLAN {v.name} has no free address to probe from")
 
 
 def flow_ports(policy: Policy, flow: Flow) -> list[PortProto]:

@@ -22,6 +22,8 @@ SINKHOLE_CONF = "dnsmasq/sinkhole.conf"
 RESOLVER_CONF = "dnsmasq/resolver.conf"
 DNS_CONFS = (SINKHOLE_CONF, RESOLVER_CONF)
 PROBES = "probes.json"
+LINKS = "links/links.json"
+"""The Cell's own links, addresses, routes and sysctls (`firewall.links`)."""
 MANIFEST = "manifest.json"
 CONFIG_DIRS = (MOSQUITTO_INCLUDE_DIR, "mosquitto", "dnsmasq", "nftables")
 """The directories of the config tree whose contents the Cell owns (drift watches them)."""

@@ -200,6 +200,16 @@ class Vlan(Strict):
     internet: bool = Field(
         default=True, description="false: no flow from this VLAN may leave the site."
     )
+    port: IfName | None = Field(
+        default=None,
+        description="The link that carries this VLAN's frames (an access port) when it is not"
+        " the trunk's 802.1Q subinterface `vlanID`; `interface` is a macvlan on it (docs/links.md).",
+    )
+    probe: IPv4 | None = Field(
+        default=None,
+        description="The address reserved for in-place probes on this VLAN (`cell probe`); no"
+        " host may use it. Default: the highest free address of the subnet.",
+    )
 
 
 class Host(Strict):
@@ -253,8 +263,33 @@ class Capture(Strict):
     wan: CaptureWan = Field(default=CaptureWan(), description="The WAN egress capture ring.")
 
 
+class WanAddress(Strict):
+    address: IPv4 = Field(description="The Cell's static address on the WAN link.")
+    prefixlen: int = Field(ge=8, le=32, description="Its prefix length (e.g. 30).")
+    gateway: IPv4 = Field(description="The uplink's router: the Cell's default route.")
+
+
+class Links(Strict):
+    trunk: IfName | None = Field(
+        default=None,
+        description="The 802.1Q trunk that carries the VLANs: a VLAN without `port` gets the"
+        " subinterface `vlanID` of it (e.g. vlan10), made by `cell apply`.",
+    )
+    wan: WanAddress | None = Field(
+        default=None,
+        description="Static WAN addressing, set by `cell apply`; omitted: the uplink's DHCP"
+        " client owns the WAN address and the default route.",
+    )
+    ipv6_forwarding: bool = Field(
+        default=False, description="Forward IPv6 (the firewall is IPv4: leave it off)."
+    )
+
+
 class NetworkFile(Strict):
     wan: Wan = Field(description="The Internet side of the Cell.")
+    links: Links = Field(
+        default=Links(), description="How the VLANs and the WAN reach the Cell (its own links)."
+    )
     vlans: list[Vlan] = Field(min_length=1, description="The site's VLANs.")
     hosts: list[Host] = Field(default=[], description="Named hosts; an address per host.")
     services: dict[Name, list[PortProto]] = Field(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from policies.errors import Diagnostic
 from policies.flows import GATEWAY, HUB_BRIDGE, HUB_MANAGEMENT, OUTSIDE, RESERVED, WAN, flow_ports
+from policies.validate_links import validate_links
 from policies.validate_mqtt import validate_mqtt
 from policies.validate_sealed import validate_sealed
 
@@ -27,6 +28,7 @@ def validate_policy(policy: Policy) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     _site(policy, out)
     _vlans(policy, out)
+    validate_links(policy, out)
     _resolvers(policy, out)
     _hosts(policy, out)
     _services(policy, out)

@@ -69,24 +69,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from cell.cli import verify as verify_cli
     from cell.lab import lab_status
+    from cell.verify.inplace import box_outside, probe_segments
     from cell.verify.prober import Env, format_results, run_probes
-    from firewall.probes import compile_probes
+    from firewall.probes import compile_probes, inplace_probes
 
     if verify_cli.probe_history_requested(args):
         return verify_cli.cmd_probe_history(args)
     policy = load(args)
     lab = lab_status(policy.site.site.id)
-    if lab is None:
-        hint = (
-            "run `cell lab up` first"
-            if args.lab
-            else "probing from the VLANs needs the lab (--lab)"
-        )
-        raise _usage(f"no lab is up for site {policy.site.site.id}: {hint}")
-    run = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+    if args.lab:
+        if lab is None:
+            raise _usage(f"no lab is up for site {policy.site.site.id}: run `cell lab up` first")
+        run = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+    else:  # in place: the lab's gateway when one is up, else this host (a real Cell)
+        gateway = lab.gateway if lab else None
+        outside = lab.outside if lab else box_outside(policy)
+        with probe_segments(policy, gateway) as vlans:
+            run = run_probes(inplace_probes(policy), Env(gateway, vlans, outside))
+    paths = verify_cli.probe_paths(policy, lab) if not args.lab else []
     verify_cli.record_probe(args, run)
-    emit(args, run.to_doc(), format_results(run))
-    return 0 if run.ok else 3
+    doc = {**run.to_doc(), **({"paths": paths} if paths else {})}
+    emit(args, doc, format_results(run) + verify_cli.format_paths(paths))
+    return 0 if run.ok and not paths else 3
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -159,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run the expected-flow matrix with real packets (exit 3 if a flow misbehaves)",
     )
     sp.add_argument(
-        "--lab", action="store_true", help="probe the lab site (the only mode this build supports)"
+        "--lab",
+        action="store_true",
+        help="probe from the lab's hosts (their own addresses) instead of in place from each "
+        "VLAN's probe address",
     )
     from cell.cli.verify import add_probe_history, add_verify_commands
 

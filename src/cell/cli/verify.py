@@ -299,3 +299,23 @@ def add_probe_history(probe: argparse.ArgumentParser) -> None:
 
 def probe_history_requested(args: argparse.Namespace) -> bool:
     return getattr(args, "action", None) == "history"
+
+
+def probe_paths(policy: Policy, lab: Any) -> list[dict[str, Any]]:
+    """The paths around the firewall on the gateway a probe ran on (`cell.drift.paths`, against
+    the policy's own links): a failed probe says that something is wrong, these say what."""
+    from cell.deploy.install import lab_target
+    from cell.deploy.target import Target
+    from cell.drift.paths import check_paths
+    from firewall.links import render_links
+    from policies.layout import LINKS, Layout
+
+    target = lab_target(lab) if lab else Target(netns=None, layout=Layout())
+    return [f.to_doc() for f in check_paths({LINKS: render_links(policy)}, target)]
+
+
+def format_paths(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return ""
+    rows = [f"  {f['kind']}: {f['what']}" for f in found]
+    return "\n\npaths around the firewall on the gateway:\n" + "\n".join(rows)

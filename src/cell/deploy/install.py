@@ -24,9 +24,17 @@ from cell.deploy.target import Target, read_file
 from cell.errors import ApplyError
 from cell.status.apply import ServiceReport
 from firewall.document import Json, as_dict, canonical, objects_of, restore_document
+from firewall.links import LinkPlan, LiveNet, compare_links, load_links
 from policies import Policy
 from policies.errors import CellError
-from policies.layout import MANIFEST, MOSQUITTO_INCLUDE_DIR, PASSWD, RESOLV_CONF, RULESET_JSON
+from policies.layout import (
+    LINKS,
+    MANIFEST,
+    MOSQUITTO_INCLUDE_DIR,
+    PASSWD,
+    RESOLV_CONF,
+    RULESET_JSON,
+)
 
 if TYPE_CHECKING:
     from cell.lab import LabInfo
@@ -48,6 +56,9 @@ class Prepared:
     """Relative path -> sha256 of each artifact (the manifest's, which the journal records)."""
     ruleset: Json
     """The nftables document that replaces `table inet cell`."""
+    links: LinkPlan | None = None
+    """The gateway's own links, addresses and sysctls (None: a stored commit from before the
+    Cell owned its links)."""
 
 
 @dataclass
@@ -58,6 +69,8 @@ class _Snapshot:
     passwd: bytes | None
     table: list[dict[str, Any]] | None
     running: dict[str, bool]
+    net: LiveNet | None = None
+    """The links, addresses, default routes and sysctls before the apply."""
     touched: dict[str, str] = field(default_factory=dict)
     """Service -> what this install did to it ('restarted', 'reloaded', 'started', 'unknown')."""
 
@@ -68,7 +81,8 @@ def prepare(policy: Policy, target: Target, files: dict[str, bytes] | None = Non
     files = files if files is not None else render_all(policy, target.layout)
     check_artifacts(files, target, policy)
     digests = {n: digest(data) for n, data in sorted(files.items()) if n != MANIFEST}
-    return Prepared(policy, target, files, digests, as_dict(files[RULESET_JSON]))
+    links = load_links(files[LINKS]) if LINKS in files else None
+    return Prepared(policy, target, files, digests, as_dict(files[RULESET_JSON]), links)
 
 
 class CounterKeeper(Protocol):
@@ -95,12 +109,16 @@ def install(
     target, files = prepared.target, prepared.files
     services.adopt_strays(target)
     snap = _snapshot(files, target)
+    if prepared.links is not None:
+        snap.net = target.links.read(prepared.links)
     changed = sorted(
         n
         for n, data in files.items()
         if snap.files[n] != data or (baseline is not None and baseline.get(n) != digest(data))
     ) + [n for n in snap.files if n not in files]
     try:
+        if prepared.links is not None:  # first: the services bind the gateway's addresses
+            target.links.apply(prepared.links, target.stand_in)
         login = _write_files(files, target)
         if keeper is not None:
             keeper.before_replace(target.netns)  # the old table's last counts
@@ -113,7 +131,13 @@ def install(
         snap.touched["broker"] = broker
         read_back(prepared)
     except (CellError, OSError, subprocess.SubprocessError) as e:
-        trouble = _restore(snap, target, prepared.policy, keeper)
+        trouble = []
+        if snap.net is not None and prepared.links is not None:
+            try:  # first: the old services come back on the old addresses
+                target.links.restore(snap.net, prepared.links)
+            except (CellError, OSError) as again:
+                trouble.append(f"links: {again}")
+        trouble += _restore(snap, target, prepared.policy, keeper)
         tail = (
             "previous configuration restored"
             if not trouble
@@ -138,6 +162,10 @@ def apply_policy(
 def read_back(prepared: Prepared) -> None:
     """The live system is what was prepared: table, installed files, running services."""
     target, files = prepared.target, prepared.files
+    if prepared.links is not None:
+        differ = compare_links(prepared.links, target.links.read(prepared.links), target.stand_in)
+        if differ:
+            raise ApplyError(f"read-back: {'; '.join(differ)}")
     live = canonical(target.nft.list_table())
     if live != canonical(objects_of(prepared.ruleset)):
         raise ApplyError("read-back: the live nftables table differs from the rendered ruleset")
@@ -240,12 +268,23 @@ def _restore(
 
 def lab_target(info: LabInfo) -> Target:
     """A lab gateway: its namespace, its file root, and the lab's generated MQTT credentials."""
-    return Target(netns=info.gateway, layout=info.layout, credentials=info.credentials)
+    return Target(
+        netns=info.gateway, layout=info.layout, credentials=info.credentials, stand_in="veth"
+    )
 
 
 def apply_lab(policy: Policy, info: LabInfo) -> None:
     """The hook `cell lab up` calls: apply the policy to the lab's gateway namespace."""
     apply_policy(policy, lab_target(info))
+
+
+def apply_lab_links(policy: Policy, info: LabInfo) -> None:
+    """Only the gateway's links, addresses and sysctls: a lab that routes without a firewall
+    (the lab's own tests of the bare site)."""
+    from firewall.links import compile_links
+
+    target = lab_target(info)
+    target.links.apply(compile_links(policy), target.stand_in)
 
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cell.deploy.netlink import LinkBackend, Links
 from firewall.nft import NftBackend, backend
 from policies.layout import RESOLV_CONF, Layout
 
@@ -19,6 +20,16 @@ class Target:
     firewall: NftBackend | None = field(default=None, compare=False, repr=False)
     """The nftables seam for `netns`; None: the kernel's (`firewall.nft.backend`). Unit tests pass
     a `firewall.fake.FakeNft`."""
+
+    stand_in: str | None = None
+    """The link kind that stands in for an 802.1Q subinterface (the lab: "veth", which the lab
+    makes); None: a real box, where `cell apply` makes the subinterfaces on the trunk."""
+    link_backend: LinkBackend | None = field(default=None, compare=False, repr=False)
+    """The links seam for `netns`; None: the kernel's. Unit tests pass a `FakeLinks`."""
+
+    @property
+    def links(self) -> LinkBackend:
+        return self.link_backend if self.link_backend is not None else Links(self.netns)
 
     @property
     def nft(self) -> NftBackend:

@@ -1,10 +1,12 @@
 """Drift: every difference between the live system and what the journal says is applied.
 
-Four comparisons, each usable alone (the watcher runs the one its event concerns):
+Five comparisons, each usable alone (the watcher runs the one its event concerns):
 - nftables: the live `table inet cell` against the applied ruleset, as canonical objects (a plain
   comparison); the diff is printed in nft syntax, one line per rule, set element, chain, counter;
 - files: every installed artifact against the stored bytes that were applied;
 - processes: dnsmasq (sinkhole, resolver) and mosquitto running, with the applied command line;
+- paths: the gateway's links, routes, rules, tc and sysctls against the applied links/links.json
+  (`paths`: every way around the firewall);
 - repo: HEAD is the applied commit, and every commit after it would pass the trust gate.
 """
 
@@ -23,6 +25,7 @@ from cell.drift.bypass import check_extra_files, check_hub_sets, check_other_tab
 from cell.drift.expected import Expected as Expected  # noqa: PLC0414 (re-exported)
 from cell.drift.finding import Finding as Finding  # noqa: PLC0414 (re-exported for report, watch)
 from cell.drift.finding import mtime
+from cell.drift.paths import check_paths
 from cell.store.journal import Entry
 from cell.store.statedir import State
 from firewall.diff import diff_lines, handles_of, printable
@@ -220,6 +223,7 @@ def compare_entry(
     exp = Expected(state, entry)
     _, table = check_table(exp, target, Expected(state, pending) if pending else None)
     findings = [f for f in (table,) if f] + check_other_tables(target)
+    findings += check_paths(exp.files, target)
     return findings + check_files(exp, target) + check_processes(target)
 
 
@@ -262,6 +266,7 @@ def compare_all(
     """Everything, once: `cell drift`, and the watcher's periodic safety net."""
     exp = Expected(state, applied)
     table, findings = check_nftables(exp, target, Expected(state, pending) if pending else None)
+    findings += check_paths(exp.files, target)
     findings += check_files(exp, target) + check_processes(target)
     findings += check_repo(repo or applied.repo, applied)
     return Report(applied, pending, table, findings)

@@ -3,11 +3,15 @@ ledger record of drift (one entry per change of state, never one per poll)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cell.drift.compare import Finding, Report
 from cell.store import ledger
 from cell.store.statedir import State
+from policies.clock import iso, now_iso
+
+if TYPE_CHECKING:
+    from firewall.monitor import Change
 
 
 def record(state: State, findings: list[Finding], source: str) -> None:
@@ -59,3 +63,26 @@ def format_report(r: Report) -> str:
         lines.append(f"  {f.kind}: {f.what}")
         lines += [f"      {ln}" for ln in f.diff.splitlines()]
     return "\n".join(lines)
+
+
+def transaction_finding(change: Change) -> Finding:
+    """An nftables transaction the Cell did not make, as a finding (the watcher's)."""
+    who = f"{change.process or '?'} (pid {change.pid})" if change.pid else "an unknown process"
+    return Finding(
+        "transaction",
+        f"nftables transaction by {who}: {', '.join(change.what[:5]) or 'no details'}",
+        by=change.by(),
+        since=iso(change.at),
+    )
+
+
+def transaction_event(f: Finding, commit: str) -> dict[str, Any]:
+    return {
+        "time": now_iso(),
+        "status": "drift",
+        "kind": "transaction",
+        "source": "netlink",
+        "commit": commit,
+        "new": [f.to_doc()],
+        "resolved": [],
+    }

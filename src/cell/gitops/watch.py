@@ -8,6 +8,8 @@ One thread, one selector:
 - inotify on the repo's HEAD, packed-refs, logs/HEAD and every directory under refs/heads (new
   ones as they appear: `git checkout -b ops/fix` makes one) -> compare the repo (HEAD, untrusted
   local commits);
+- rtnetlink (links, addresses, routes, rules, tc) in the gateway's namespace, and a 0.2 s poll of
+  the router's sysctls (`watchpaths`) -> compare the paths around the firewall;
 - inotify on the journal -> someone applied: reload what is expected, compare everything;
 - timers: the full comparison every `drift.interval` (the safety net) and the confirm deadline.
 An event is printed when a kind's findings change (new drift, or back in sync), then recorded in
@@ -36,10 +38,12 @@ from cell.drift.compare import (
     check_processes,
     check_repo,
 )
-from cell.drift.report import format_event, record
+from cell.drift.paths import check_paths
+from cell.drift.report import format_event, record, transaction_event, transaction_finding
 from cell.gitops import confirm as confirmation
 from cell.gitops import inotify, lifecycle
 from cell.gitops.inotify import Inotify
+from cell.gitops.watchpaths import PathsSource
 from cell.store import ledger
 from cell.store.journal import read_journal
 from cell.store.statedir import State
@@ -49,10 +53,10 @@ from policies.clock import iso, now_iso
 from policies.errors import CellError
 from policies.layout import JOURNAL, RUN_PID_SUFFIX
 
-KINDS = ("nftables", "file", "process", "repo")
+KINDS = ("nftables", "file", "process", "paths", "repo")
 ISDIR = 0x40000000
 """IN_ISDIR: the event's subject is a directory."""
-SETTLE = {"nftables": 0.0, "file": 0.005, "process": 0.02, "repo": 0.02}
+SETTLE = {"nftables": 0.0, "file": 0.005, "process": 0.02, "paths": 0.01, "repo": 0.02}
 """Seconds to let a burst of events finish before comparing (an editor's save, a git commit)."""
 
 
@@ -89,11 +93,13 @@ class Watcher:
         self.sel = selectors.DefaultSelector()
         self.notify: Inotify | None = None
         self.nft: NftMonitor | None = None
+        self.paths: PathsSource | None = None
         self.pidfds: dict[int, int] = {}
         self.last: dict[str, dict[str, Finding]] = {k: {} for k in KINDS}
         self.due: dict[str, float] = {}
         self.cause: dict[str, str] = {}
         self.by: dict[str, Any] | None = None
+        self.paths_by: dict[str, Any] | None = None
         self.since: float | None = None
         self.settle_after = 0.0
         self.reload()
@@ -119,6 +125,13 @@ class Watcher:
                 where = self.target.netns or "this host"
                 raise WatchError(f"cannot watch nftables in {where}: {e}") from None
             self.sel.register(self.nft, selectors.EVENT_READ, "nft")
+        if self.paths is None:
+            try:
+                self.paths = PathsSource(self.target.netns)
+            except OSError as e:
+                raise WatchError(f"cannot watch the links of {self.target.netns}: {e}") from None
+            self.sel.register(self.paths.monitor, selectors.EVENT_READ, "rt")
+        self.paths.expect(self.exp)
         self._watch_dirs()
         self._watch_pids()
 
@@ -168,7 +181,7 @@ class Watcher:
                 self.sel.register(fd, selectors.EVENT_READ, "pidfd")
 
     def close(self) -> None:
-        for thing in (self.notify, self.nft):
+        for thing in (self.notify, self.nft, self.paths):
             if thing is not None:
                 thing.close()
         for fd in self.pidfds:
@@ -187,12 +200,16 @@ class Watcher:
                 beat()
             now = time.monotonic()
             deadline = self._confirm_in()
-            wake = min([next_full, *self.due.values(), now + deadline])
+            poll = self.paths.next_poll if self.paths else next_full
+            wake = min([next_full, poll, *self.due.values(), now + deadline])
             if stop is not None:
                 wake = min(wake, now + 1.0)
             for key, _ in self.sel.select(max(0.0, wake - now)):
                 self._dispatch(key.data, key.fileobj)
             now = time.monotonic()
+            changed = self.paths.poll(now) if self.paths else None
+            if changed:
+                self._due("paths", now, changed)
             if deadline <= 0 and now >= self.settle_after:
                 self._settle()
             if now >= next_full:
@@ -220,6 +237,12 @@ class Watcher:
                 what = ", ".join(change.what[:3])
                 more = f" and {len(change.what) - 3} more" if len(change.what) > 3 else ""
                 self._due("nftables", now, f"netlink: {what}{more}", change.at)
+        elif what == "rt":
+            assert self.paths is not None
+            told = self.paths.events()
+            if told is not None:
+                cause, self.paths_by, at = told
+                self._due("paths", now, cause, at)
         elif what == "pidfd":
             self.sel.unregister(fileobj)
             os.close(fileobj)
@@ -269,24 +292,8 @@ class Watcher:
     def _transaction(self, change: Change) -> None:
         """Every nftables transaction the Cell did not make is drift, even when the end state
         is what was applied: a hole opened and closed in a millisecond let packets through."""
-        who = f"{change.process or '?'} (pid {change.pid})" if change.pid else "an unknown process"
-        f = Finding(
-            "transaction",
-            f"nftables transaction by {who}: {', '.join(change.what[:5]) or 'no details'}",
-            by=change.by(),
-            since=_iso(change.at),
-        )
-        self.out(
-            {
-                "time": now_iso(),
-                "status": "drift",
-                "kind": "transaction",
-                "source": "netlink",
-                "commit": self.entry.commit,
-                "new": [f.to_doc()],
-                "resolved": [],
-            }
-        )
+        f = transaction_finding(change)
+        self.out(transaction_event(f, self.entry.commit))
         with contextlib.suppress(CellError, OSError):  # report first, record second
             ledger.append(self.state, "drift-transaction", findings=[f.to_doc()])
 
@@ -336,6 +343,11 @@ class Watcher:
             elif kind == "process":
                 found[kind] = check_processes(self.target)
                 self._watch_pids()
+            elif kind == "paths":
+                found[kind] = check_paths(self.exp.files, self.target)
+                for f in found[kind]:
+                    f.by = f.by or self.paths_by
+                self.paths_by = None
             else:
                 found[kind] = check_repo(self.repo, self.entry)
         self.by, self.since = None, None

@@ -27,12 +27,9 @@ from cell.errors import UsageError
 from cell.lab import topology
 from cell.lab.errors import LabError, LabNotUp
 from cell.lab.plan import (
-    GW_SIDE,
     INTERNET_IP,
     LAB_BASE,
     PHONE_HOME_IP,
-    WAN_PREFIXLEN,
-    WAN_SIDE,
     LabPlan,
     lab_root,
     ns_prefix,
@@ -256,6 +253,7 @@ def _info(policy: Policy, plan: LabPlan, pki: Pki | None) -> LabInfo:
             v.name: {
                 "netns": v.netns,
                 "interface": v.interface,
+                "port": v.port,
                 "gateway": v.gateway,
                 "subnet": v.subnet,
                 "addresses": list(v.addresses),
@@ -288,9 +286,9 @@ def _info(policy: Policy, plan: LabPlan, pki: Pki | None) -> LabInfo:
         },
         wan_link={
             "interface": plan.wan_interface,
-            "gateway": GW_SIDE,
-            "wan": WAN_SIDE,
-            "prefixlen": WAN_PREFIXLEN,
+            "gateway": plan.wan_gateway_side,
+            "wan": plan.wan_side,
+            "prefixlen": plan.wan_prefixlen,
         },
         phone_home_log=f"{logs}/phone-home.log",
         logs={

@@ -7,8 +7,12 @@ Addressing (nothing of it is routed off the machine: the WAN namespace has no ot
 
 - VLANs: exactly the policy's subnets, gateway addresses and host addresses. A VLAN without hosts
   gets one probe address, `policies.flows.probe_address` (what `firewall.probes` uses too).
-- The gateway's WAN link: 198.18.0.0/30 (RFC 2544 benchmarking range): .1 in the WAN namespace,
-  .2 on the gateway's `wan.interface` and its default route.
+- The gateway's WAN link: the policy's static `links.wan` when it has one (set by `cell apply`),
+  else 198.18.0.0/30 (RFC 2544 benchmarking range): .1 in the WAN namespace, .2 on the gateway's
+  `wan.interface` and its default route, set by the lab as an uplink's DHCP server would.
+- The gateway's VLAN links: a veth per VLAN named after the VLAN's port (`vlan10`: the stand-in
+  for the trunk's 802.1Q subinterface), without addresses; `cell apply` puts the VLAN's
+  interface (a macvlan) with the gateway address on it, exactly as on a box.
 - "Outside" addresses, on the WAN namespace's loopback: the policy's own IPs where it gives IPs
   (`wan.resolvers`, a hub or management IP), else lab addresses from 198.19.0.0/24: hub .10,
   management .20, .21, ..., resolver .53, "the Internet" .80, the phone-home server .99.
@@ -18,12 +22,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from policies import Policy
 from policies.flows import GATEWAY, WAN, flow_ports, probe_address
 from policies.types import ipv4_or_none
+from policies.validate_links import port_name
 
 if TYPE_CHECKING:
     from firewall.probes import Probe
@@ -83,6 +88,9 @@ class VlanPlan:
     name: str
     netns: str
     interface: str
+    """The gateway's interface on the VLAN (a macvlan on `port`, made by `cell apply`)."""
+    port: str
+    """The gateway's end of the veth to the VLAN's namespace: the 802.1Q subinterface's stand-in."""
     subnet: str
     gateway: str
     prefixlen: int
@@ -108,6 +116,13 @@ class LabPlan:
     management: tuple[tuple[str, int], ...]
     gateway_ports: tuple[PortProto, ...]
     internet_ports: tuple[PortProto, ...]
+    wan_gateway_side: str = GW_SIDE
+    """The gateway's WAN address: the policy's static one (`links.wan`), else the lab's, which
+    the lab sets itself as an uplink's DHCP would."""
+    wan_side: str = WAN_SIDE
+    wan_prefixlen: int = WAN_PREFIXLEN
+    wan_static: bool = False
+    """The policy sets the WAN address (`cell apply` does); else the lab plays the DHCP server."""
 
     @property
     def root(self) -> str:
@@ -151,7 +166,7 @@ def plan_lab(policy: Policy) -> LabPlan:
         )
         management.append((addr, m.port))
     skip = {(53, "udp"), (53, "tcp"), (policy.mqtt.listener.port, "tcp")}
-    return LabPlan(
+    plan = LabPlan(
         site=site,
         gateway=f"{prefix}gw",
         wan=f"{prefix}wan",
@@ -166,6 +181,16 @@ def plan_lab(policy: Policy) -> LabPlan:
         gateway_ports=tuple(sorted(ports[GATEWAY] - skip)),
         internet_ports=tuple(sorted(ports[WAN] | set(LAB_PROBE_PORTS))),
     )
+    static = policy.network.links.wan
+    if static is None:
+        return plan
+    return replace(
+        plan,
+        wan_gateway_side=static.address,
+        wan_side=static.gateway,
+        wan_prefixlen=static.prefixlen,
+        wan_static=True,
+    )
 
 
 def _vlan(policy: Policy, name: str, netns: str, ports: set[PortProto]) -> VlanPlan:
@@ -176,6 +201,7 @@ def _vlan(policy: Policy, name: str, netns: str, ports: set[PortProto]) -> VlanP
         name=name,
         netns=netns,
         interface=v.interface,
+        port=port_name(policy, name),
         subnet=v.subnet,
         gateway=v.gateway,
         prefixlen=net.prefixlen,

@@ -8,12 +8,11 @@ collide there, and a crash can leave nothing there. Removing a namespace removes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cell.lab.errors import LabError
-from cell.lab.plan import GW_SIDE, VLAN_LINK, WAN_LINK, WAN_PREFIXLEN, WAN_SIDE, LabPlan
+from cell.lab.plan import VLAN_LINK, WAN_LINK, LabPlan
 from firewall import netns
 
 
@@ -21,7 +20,7 @@ def build(plan: LabPlan) -> None:
     """Create the namespaces and wire them: gateway <-> each VLAN, gateway <-> WAN."""
     for ns in plan.namespaces:
         netns.create(ns)
-        netns.with_ns(ns, partial(_sysctls, ns == plan.gateway))
+        netns.with_ns(ns, _sysctls)
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -29,15 +28,17 @@ def build(plan: LabPlan) -> None:
     try:
         with IPRoute(netns=plan.gateway) as ipr:
             for v in plan.vlans:
-                step = (
-                    f"creating {v.interface} (VLAN {v.name}) between {plan.gateway} and {v.netns}"
-                )
-                _veth(ipr, v.interface, VLAN_LINK, v.netns)
-                _addr_up(ipr, v.interface, [(v.gateway, v.prefixlen)])
+                # No address: the gateway's side of a VLAN is `cell apply`'s (a macvlan on it).
+                step = f"creating {v.port} (VLAN {v.name}) between {plan.gateway} and {v.netns}"
+                _veth(ipr, v.port, VLAN_LINK, v.netns)
+                _addr_up(ipr, v.port, [])
             step = f"creating {plan.wan_interface} between {plan.gateway} and {plan.wan}"
             _veth(ipr, plan.wan_interface, WAN_LINK, plan.wan)
-            _addr_up(ipr, plan.wan_interface, [(GW_SIDE, WAN_PREFIXLEN)])
-            ipr.route("add", dst="0.0.0.0/0", gateway=WAN_SIDE)
+            if plan.wan_static:
+                _addr_up(ipr, plan.wan_interface, [])
+            else:  # the uplink's DHCP, played by the lab
+                _addr_up(ipr, plan.wan_interface, [(plan.wan_gateway_side, plan.wan_prefixlen)])
+                ipr.route("add", dst="0.0.0.0/0", gateway=plan.wan_side)
         for v in plan.vlans:
             step = f"addressing {v.netns}"
             with IPRoute(netns=v.netns) as ipr:
@@ -45,7 +46,7 @@ def build(plan: LabPlan) -> None:
                 ipr.route("add", dst="0.0.0.0/0", gateway=v.gateway)
         step = f"addressing {plan.wan}"
         with IPRoute(netns=plan.wan) as ipr:
-            _addr_up(ipr, WAN_LINK, [(WAN_SIDE, WAN_PREFIXLEN)])
+            _addr_up(ipr, WAN_LINK, [(plan.wan_side, plan.wan_prefixlen)])
             _addr_up(ipr, "lo", [(a, 32) for a in plan.outside_addresses])
             # No route to the site's subnets, like a real ISP uplink: what leaves the site
             # reaches the WAN only with the Cell's WAN address (NAT, firewall.nat).
@@ -66,15 +67,13 @@ def _addr_up(ipr: Any, ifname: str, addrs: Iterable[tuple[str, int]]) -> None:
     ipr.link("set", index=found[0], state="up")
 
 
-def _sysctls(forward: bool) -> None:
+def _sysctls() -> None:
     """Written from inside a namespace (/proc/sys/net is the writer's own namespace's).
 
     New links get no IPv6: the policy is IPv4, and router solicitations would be noise on the WAN
-    capture. The gateway forwards.
+    capture. The gateway's forwarding and rp_filter are `cell apply`'s (the policy's sysctls).
     """
     Path("/proc/sys/net/ipv6/conf/default/disable_ipv6").write_text("1\n")
-    if forward:
-        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
 
 
 def links(ns: str) -> dict[str, list[str]]:

@@ -14,3 +14,8 @@ class CaptureError(CellError):
 
 class PcapUsage(UsageError):
     """A bad time, an empty window, no capture where one was asked for (exit 2)."""
+
+
+class ProbeRefused(UsageError):
+    """`cell probe` in place cannot join a VLAN: its link is missing, or its probe address is
+    in use on the segment (exit 2)."""

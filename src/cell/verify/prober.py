@@ -10,6 +10,7 @@ Because the counter is the proof, a drop is confirmed as soon as it rises; no wa
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ GRACE = 0.15  # after the counter rises, how long we still listen for a (leaked)
 class Env:
     """Where probes run: the gateway namespace, a namespace per VLAN, and outside addresses."""
 
-    gateway: str
+    gateway: str | None
+    """The gateway's namespace (None: this host, a real Cell)."""
     vlans: dict[str, str]
     outside: dict[str, Any]
     firewall: NftBackend | None = field(default=None, compare=False)
@@ -72,8 +74,9 @@ def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> 
             return ""
 
 
-def _spawn(netns: str, kind: str, src: str | None, dst: str, port: int) -> Future[str]:
-    """The probe's client, started on a thread of its own inside the source namespace."""
+def _spawn(netns: str | None, kind: str, src: str | None, dst: str, port: int) -> Future[str]:
+    """The probe's client, started on a thread of its own inside the source namespace (None:
+    this host's)."""
 
     def client() -> str:
         try:
@@ -81,6 +84,10 @@ def _spawn(netns: str, kind: str, src: str | None, dst: str, port: int) -> Futur
         except Exception as e:
             return f"error: {e}"
 
+    if netns is None:
+        here: Future[str] = Future()
+        threading.Thread(target=lambda: here.set_result(client()), daemon=True).start()
+        return here
     try:
         return ns.spawn(netns, client)
     except OSError as e:  # no such namespace: reported like any client error
@@ -116,7 +123,8 @@ def _address(probe_end: ProbeEnd, env: Env, expect: str) -> str | None:
 
 def run_probe(probe: Probe, env: Env) -> ProbeResult:
     src, dst = probe.source, probe.to
-    netns = env.gateway if src.name == "gateway" else env.vlans.get(str(src.vlan), "")
+    gateway = src.name == "gateway"
+    netns = env.gateway if gateway else env.vlans.get(str(src.vlan), "")
     dst_addr = _address(dst, env, probe.expect)
 
     def result(got: str, ok: bool, evidence: str) -> ProbeResult:
@@ -126,7 +134,12 @@ def run_probe(probe: Probe, env: Env) -> ProbeResult:
             id=probe.id, counter=probe.counter,
         )  # fmt: skip
 
-    if not netns or not dst_addr:
+    outside = dst.vlan is None and probe.expect == "accept"
+    if outside and not dst_addr and env.outside.get("real_site"):
+        return result(
+            "not run", True, "not sent: on a real site an allowed probe to the Internet leaves it"
+        )
+    if (not netns and not gateway) or not dst_addr:
         return result("not run", False, "no namespace or address for this probe")
     counter = probe.counter
     nft = env.nft
@@ -183,10 +196,10 @@ def run_probes(probes: list[Probe], env: Env) -> ProbeRun:
 
 
 def format_results(run: ProbeRun) -> str:
-    rows = [f"{'':2}{'from':<12} {'to':<28} {'expect':<7} {'got':<7} evidence"]
+    rows = [f"{'':2}{'from':<14} {'to':<28} {'expect':<7} {'got':<7} evidence"]
     for r in run.results:
         mark = "✓" if r.ok else "✗"
-        rows.append(f"{mark:2}{r.source:<12} {r.to:<28} {r.expect:<7} {r.got:<7} {r.evidence}")
+        rows.append(f"{mark:2}{r.source:<14} {r.to:<28} {r.expect:<7} {r.got:<7} {r.evidence}")
     bad = len(run.failed)
     rows.append("")
     rows.append(
