@@ -331,7 +331,7 @@ class Watcher:
                 found[kind] = check_processes(self.target)
                 self._watch_pids()
             else:
-                found[kind] = check_repo(self.repo, self.entry)
+                found[kind] = check_repo(self.state, self.repo, self.entry)
         self.by, self.since = None, None
         fresh: list[Finding] = []
         told = False
