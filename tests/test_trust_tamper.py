@@ -25,7 +25,7 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def site(lab: tuple[str, LabInfo, Keys], tmp_path: Path) -> Iterator[Site]:  # noqa: F811
+def site(lab: tuple[str, LabInfo, Keys], tmp_path: Path) -> Iterator[Site]:
     site_id, _, keys = lab
     yield Site(tmp_path, keys, site_id)
 
