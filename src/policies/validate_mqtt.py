@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 MQTT = "mqtt.yaml"
 RESERVED_USERS = frozenset({"cell"})
+RESERVED_PREFIXES = ("local.",)
 BRIDGED = frozenset({"up", "down"})
 
 
@@ -109,6 +110,15 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                 src.diag(
                     (*at, "username"),
                     f"username '{c.username}' is reserved for the Cell's own monitor",
+                )
+            )
+        elif c.username.startswith(RESERVED_PREFIXES) or c.username == f"cell-{p.site.site.id}":
+            # A login is a client id (use_username_as_clientid): the bridge's ids stay its own.
+            out.append(
+                src.diag(
+                    (*at, "username"),
+                    f"username '{c.username}' is reserved: 'local.' names and 'cell-SITE' are "
+                    "the bridge's client ids; pick another login",
                 )
             )
         if c.username in seen:
