@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cell.cli.util import emit, load, repo
+from cell.cli.util import check_paths, emit, load, repo
 from cell.paths import REPO_HELP
 from policies.errors import CellError
 
@@ -73,7 +73,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     if verify_cli.probe_history_requested(args):
         return verify_cli.cmd_probe_history(args)
-    policy = load(args)
+    from cell.cli.applied import applied_policy
+
+    policy, _ = applied_policy(args)  # what runs, never the work tree
     lab = lab_status(policy.site.site.id)
     if lab is None:
         hint = (
@@ -208,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_time_flags(sys.argv[1:] if argv is None else argv))
     try:
+        check_paths(args)
         code: int = args.handler(args)
         return code
     except CellError as e:
@@ -217,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except (NotADirectoryError, IsADirectoryError) as e:  # a path that is not what was expected
+        print(f"cell: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
     except Exception as e:
         if os.environ.get("CELL_DEBUG"):
             raise
