@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from cell import paths
@@ -88,21 +89,21 @@ def check_paths(args: argparse.Namespace) -> None:
     for attr, (kind, flag) in wanted.items():
         if not hasattr(args, attr):
             continue
-        value = getattr(args, attr)
+        value, named = getattr(args, attr), flag
         if value is None and attr in env and os.environ.get(env[attr]):
-            value, flag = os.environ[env[attr]], f"${env[attr]}"
+            value, named = os.environ[env[attr]], f"${env[attr]}"
         if not value:
             continue
         problem = _path_problem(str(value), kind)
         if problem:
-            raise UsageError(f"{flag} {value}: {problem}")
+            raise UsageError(f"{named} {value}: {problem}")
 
 
 def _path_problem(path: str, kind: str) -> str | None:
     import stat
 
     try:
-        mode = os.stat(path).st_mode
+        mode = Path(path).stat().st_mode
     except FileNotFoundError:
         return None  # made by the command (or reported by it, with its own words)
     except NotADirectoryError:
