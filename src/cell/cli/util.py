@@ -85,7 +85,9 @@ def check_paths(args: argparse.Namespace) -> None:
 
     wanted = {a: ("dir", f) for a, f in DIR_FLAGS.items()}
     wanted["out"] = (getattr(args, "out_kind", "dir"), "--out")
-    env = {"repo": paths.REPO_ENV, "state_dir": paths.STATE_ENV}
+    from policies.layout import REPO_ENV, STATE_ENV
+
+    env = {"repo": REPO_ENV, "state_dir": STATE_ENV}
     for attr, (kind, flag) in wanted.items():
         if not hasattr(args, attr):
             continue
