@@ -201,7 +201,7 @@ def test_the_callers_git_environment_does_not_leak(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: Site
 ) -> None:
     """GIT_DIR, GIT_CONFIG_* and HOME of whoever runs `cell` do not redirect the gate."""
-    keys = site.repo.keys
+    keys, head = site.repo.keys, site.repo.head()
     other = tmp_path / "other"
     subprocess.run(["git", "init", "-q", str(other)], check=True)
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
@@ -209,8 +209,6 @@ def test_the_callers_git_environment_does_not_leak(
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "gpg.ssh.program")
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", "/bin/true")
     monkeypatch.setenv("HOME", str(tmp_path))
-    (v,) = gate(
-        site.repo.root, None, site.repo.head(), Anchor(keys.signers("ana").encode(), None, "x")
-    )
-    assert v.ok and gitrepo.head(site.repo.root) == site.repo.head()
+    (v,) = gate(site.repo.root, None, head, Anchor(keys.signers("ana").encode(), None, "x"))
+    assert v.ok and gitrepo.head(site.repo.root) == head
     assert os.environ["GIT_DIR"]  # still set for us: only git's environment is built anew

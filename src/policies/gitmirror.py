@@ -71,14 +71,27 @@ def sync(mirror: Path, clone: str | Path, *, pull: bool = True, clean: bool = Fa
 
 def _fetch_clone(mirror: Path, clone: str | Path) -> str:
     source = str(Path(clone).resolve())
-    r = gitrepo.git(mirror, *_FETCH, "--", source, f"+HEAD:{CLONE_REF}", check=False, timeout=120)
+    # A local fetch runs upload-pack in the clone without our -c settings (git clears them for
+    # a local transport): it gets its own, and the clone may belong to an operator, not root.
+    pack = "git --no-replace-objects -c 'safe.directory=*' upload-pack"
+    r = gitrepo.git(
+        mirror,
+        *_FETCH,
+        f"--upload-pack={pack}",
+        "--",
+        source,
+        f"+HEAD:{CLONE_REF}",
+        check=False,
+        timeout=120,
+    )
     if r.returncode != 0:
         said = r.stderr.decode(errors="replace").strip().splitlines()
+        first = next((ln for ln in said if ln.startswith(("fatal:", "error:"))), "")
         raise TrustRefused(
             "bad-objects",
             f"{clone}: the clone's objects cannot be fetched into the Cell's mirror "
-            f"({said[-1] if said else 'git fetch failed'}): objects that do not hash to their "
-            "names, or a broken repository; re-clone it from the operators' remote",
+            f"({first or (said[-1] if said else 'git fetch failed')}): objects that do not "
+            "hash to their names, or a broken repository; re-clone it from the operators' remote",
         )
     found = rev(mirror, CLONE_REF)
     assert found is not None
