@@ -5,6 +5,7 @@ echoed in its error, and a path that is not what a command expects is one line a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import unicodedata
@@ -125,14 +126,17 @@ def _one_line_exit_2(r: subprocess.CompletedProcess[str], needle: str) -> None:
         (["pcap", "--since", "-1h", "--out", "{dir}", "--state-dir", "{dir}"], "a directory"),
         (["enroll", "--signers", "/dev/null", "--state-dir", "{dir}/s"], "not a regular file"),
         (["enroll", "--signers", "{dir}", "--state-dir", "{dir}/s"], "--signers"),
+        (["enroll", "--signers", "{fifo}", "--state-dir", "{dir}/s"], "not a regular file"),
+        (["drift", "--state-dir", "{fifo}"], "a device or special file"),
     ],
 )
 def test_a_path_that_is_not_what_the_command_expects(
     tmp_path: Path, args: list[str], needle: str
 ) -> None:
-    file = tmp_path / "a-file"
+    file, fifo = tmp_path / "a-file", tmp_path / "a-fifo"
     file.write_text("x")
-    filled = [a.format(file=file, dir=tmp_path) for a in args]
+    os.mkfifo(fifo)  # opening it to read would wait for a writer: never done
+    filled = [a.format(file=file, dir=tmp_path, fifo=fifo) for a in args]
     _one_line_exit_2(cell(*filled), needle)
 
 
@@ -141,6 +145,6 @@ def test_an_environment_path_is_checked_too(tmp_path: Path) -> None:
         [sys.executable, "-m", "cell.cli", "log"],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "CELL_STATE_DIR": "/dev/null"},
+        env={**os.environ, "CELL_STATE_DIR": "/dev/null"},
     )
     _one_line_exit_2(r, "$CELL_STATE_DIR /dev/null")

@@ -62,7 +62,9 @@ def read_operator_file(path: str, flag: str, limit: int = MAX_OPERATOR_FILE) -> 
     from cell.errors import UsageError
 
     try:
-        with open(path, "rb") as fh:  # noqa: PTH123 (one fstat on the open file, no race)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; one fstat on the open file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 raise UsageError(f"{flag} {path}: not a regular file")
             data = fh.read(limit + 1)
