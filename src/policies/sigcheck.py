@@ -97,8 +97,8 @@ def _ssh(trusted: bytes | None, armored: bytes, data: bytes) -> Signature:
     listed = [s for s in entries if s.fingerprint == key and "cert-authority" not in s.options]
     if not listed:
         ca = any("cert-authority" in s.options for s in entries)
-        why = "the Cell trusts keys, not SSH certificates (cert-authority lines)" if ca else ""
-        return Signature(status="unknown-key", format="ssh", key=key, detail=why)
+        note = "the Cell trusts keys, not SSH certificates (cert-authority lines)" if ca else ""
+        return Signature(status="unknown-key", format="ssh", key=key, detail=note)
     principal = listed[0].principals[0]
     with tempfile.TemporaryDirectory(prefix="cell-sig-") as tmp:
         sig = Path(tmp, "sig")
