@@ -73,6 +73,13 @@ def test_a_configured_signing_program_is_never_asked(
         site.repo.git("config", key, str(liar))
     site.repo.git("config", "gpg.ssh.allowedSignersFile", "/dev/null")
     assert _naive(site.repo.root, "log", "-1", "--format=%G?", sha).strip() == "G"  # git is fooled
+    # Whatever else the clone's .git could make a git in it run: none of it runs either.
+    for key in ("core.fsmonitor", "core.sshCommand", "core.pager", "core.editor"):
+        site.repo.git("config", key, str(liar))
+    hooks = site.repo.root / ".git/hooks"
+    for hook in ("post-merge", "post-checkout", "reference-transaction", "pre-auto-gc"):
+        (hooks / hook).write_text(liar.read_text())
+        (hooks / hook).chmod(0o755)
     marker.unlink()
     _refused(site, before, info, "unknown-key")
     assert site.ledger()[-1]["commit"] == sha
