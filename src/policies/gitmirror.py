@@ -28,6 +28,9 @@ _FOREIGN = (
     "shallow",
 )
 """Files no fetch of ours makes: whatever put them there, the mirror does not keep them."""
+_UPLOAD_PACK = "git --no-replace-objects -c 'safe.directory=*' upload-pack"
+"""upload-pack for a fetch from a path: git clears our -c settings for a local transport, and the
+clone may belong to an operator rather than to root."""
 _FETCH = ("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules")
 
 
@@ -62,7 +65,17 @@ def sync(mirror: Path, clone: str | Path, *, pull: bool = True, clean: bool = Fa
     up = None
     if found and pull:
         url, ref = found
-        gitrepo.git(mirror, *_FETCH, "--", url, f"+{ref}:{UPSTREAM_REF}", timeout=120)
+        local_path = url.startswith(("/", "file://"))
+        pack = [f"--upload-pack={_UPLOAD_PACK}"] if local_path else []
+        r = gitrepo.git(
+            mirror, *_FETCH, *pack, "--", url, f"+{ref}:{UPSTREAM_REF}", check=False, timeout=120
+        )
+        if r.returncode != 0:
+            said = r.stderr.decode(errors="replace").strip().splitlines()
+            raise gitrepo.GitError(
+                f"{clone}: cannot pull {ref} from its upstream {url}: "
+                f"{said[0] if said else f'git fetch exit {r.returncode}'}"
+            )
         up = rev(mirror, UPSTREAM_REF)
     elif found:
         up = rev(mirror, UPSTREAM_REF)
@@ -71,13 +84,10 @@ def sync(mirror: Path, clone: str | Path, *, pull: bool = True, clean: bool = Fa
 
 def _fetch_clone(mirror: Path, clone: str | Path) -> str:
     source = str(Path(clone).resolve())
-    # A local fetch runs upload-pack in the clone without our -c settings (git clears them for
-    # a local transport): it gets its own, and the clone may belong to an operator, not root.
-    pack = "git --no-replace-objects -c 'safe.directory=*' upload-pack"
     r = gitrepo.git(
         mirror,
         *_FETCH,
-        f"--upload-pack={pack}",
+        f"--upload-pack={_UPLOAD_PACK}",
         "--",
         source,
         f"+HEAD:{CLONE_REF}",

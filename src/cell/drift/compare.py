@@ -196,7 +196,8 @@ def check_repo(state: State, repo: str | Path, entry: Entry) -> list[Finding]:
     mirror: not the applied commit, or a commit after it that the trust gate would refuse."""
     mirror = state.mirror
     try:
-        head = gitmirror.sync(mirror, repo, pull=False).head
+        with state.lock("mirror"):
+            head = gitmirror.sync(mirror, repo, pull=False).head
     except (gitrepo.GitError, TrustRefused) as e:
         return [Finding("repo", f"the site-config repo is unreadable: {e}")]
     if head == entry.commit:

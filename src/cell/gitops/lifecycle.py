@@ -150,10 +150,10 @@ def _refuse_while_waiting(state: State, base: Entry | None, confirm_s: int | Non
 
 
 def _gate(state: State, repo: Path, base: Entry | None) -> tuple[str, list[Verdict]]:
-    """Fetch the clone (and its upstream) into the Cell's mirror, then the trust gate from the
-    applied commit to HEAD, judged in the mirror alone; refusals go to the ledger."""
+    """Fetch into the Cell's mirror, then the trust gate there; refusals go to the ledger."""
     try:
-        head = gitmirror.sync(state.mirror, repo, clean=True).head
+        with state.lock("mirror"):
+            head = gitmirror.sync(state.mirror, repo, clean=True).head
         verdicts = trust_gate(state.mirror, base.commit if base else None, head, enrolled(state))
         refuse_unsafe_tree(state.mirror, head)
         return head, verdicts
