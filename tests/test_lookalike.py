@@ -148,3 +148,10 @@ def test_an_environment_path_is_checked_too(tmp_path: Path) -> None:
         env={**os.environ, "CELL_STATE_DIR": "/dev/null"},
     )
     _one_line_exit_2(r, "$CELL_STATE_DIR /dev/null")
+
+
+def test_an_invisible_character_in_a_key_is_shown(site: Site) -> None:
+    site.edit("mqtt.yaml", "\ntopics:", "\ntop\u200bics:")
+    assert any(
+        "unknown key 'top\\u200bics'" in e and "did you mean 'topics'" in e for e in errors(site)
+    )

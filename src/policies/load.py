@@ -146,7 +146,7 @@ def _diagnostics(err: ValidationError, src: Source, model: type[BaseModel]) -> l
             out.append(
                 src.diag(
                     loc,
-                    f"unknown key '{str(loc[-1])[:64]}' in {_loc_text(loc[:-1]) or 'the file'}{hint}",
+                    f"unknown key {str(loc[-1])[:64]!r} in {_loc_text(loc[:-1]) or 'the file'}{hint}",
                     key=True,
                 )
             )
