@@ -116,6 +116,7 @@ def _one_line_exit_2(r: subprocess.CompletedProcess[str], needle: str) -> None:
         (["validate", "--repo", "{file}"], "expected a directory"),
         (["render", "--repo", str(EXAMPLE), "--out", "{file}"], "--out"),
         (["render", "--repo", str(EXAMPLE), "--out", "/dev/null"], "--out /dev/null"),
+        (["render", "--repo", str(EXAMPLE), "--out", "/proc"], "not a place this command can use"),
         (["drift", "--state-dir", "{file}"], "--state-dir"),
         (["drift", "--state-dir", "{file}/below"], "a part of the path is a file"),
         (["log", "--state-dir", "/dev/null"], "--state-dir /dev/null"),

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -204,6 +205,9 @@ def _error_doc(e: CellError) -> dict[str, object]:
     return doc
 
 
+_PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cell.timeparse import join_time_flags
 
@@ -220,12 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    except (NotADirectoryError, IsADirectoryError) as e:  # a path that is not what was expected
-        print(f"cell: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
     except Exception as e:
         if os.environ.get("CELL_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.filename is not None and e.errno in _PATH_ERRNOS:
+            # A path named (or implied) on the command line that is not what was expected.
+            print(
+                f"cell: {e.filename}: {e.strerror}: not a place this command can use",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"cell: internal error: {type(e).__name__}: {e} (set CELL_DEBUG=1 for a traceback)",
             file=sys.stderr,
