@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from policies.errors import Diagnostic
-from policies.topics import FilterTrie, witness
+from policies.topics import FilterTrie, intersects, witness
 
 if TYPE_CHECKING:
     from policies.model import Policy, TopicRule
@@ -130,6 +130,9 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
             )
         seen.setdefault(c.username, ci)
         for fi, f in enumerate(c.publish):
+            reserved = _reserved_publish(f)
+            if reserved:
+                out.append(src.diag((*at, "publish", fi), f"client '{c.username}' {reserved}"))
             for ri in down.intersecting(f):
                 r = p.mqtt.topics[ri]
                 out.append(
@@ -139,3 +142,24 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                         f"{_where(p, ri)}: only the bridge publishes hub commands (e.g. '{witness(f, r.pattern)}')",
                     )
                 )
+
+
+CELL_STATUS = "cell/status/#"
+"""The Cell's own status (render.STATUS_FILTER): only the Cell publishes there."""
+
+
+def _reserved_publish(f: str) -> str | None:
+    """Why a client may not publish to `f`: the broker's `$` topics hold the bridge's link state
+    (which the monitor reads), `cell/status/` the Cell's own status. Forging either is passing
+    for the bridge or for the Cell (issue 10, class 6)."""
+    if f.startswith("$"):
+        return (
+            f"may not publish to '{f}': '$' topics are the broker's own (the bridge's link "
+            "state is there); no client writes them"
+        )
+    if intersects(f, CELL_STATUS):
+        return (
+            f"may not publish to '{f}': it overlaps '{CELL_STATUS}', the Cell's own status "
+            f"(e.g. '{witness(f, CELL_STATUS)}')"
+        )
+    return None
