@@ -150,12 +150,6 @@ def test_semantic_errors_together(site: Site) -> None:
             'publish: ["site/cam-02/#", "$SYS/broker/connection/#"]',
             "'$' topics are the broker's own",
         ),
-        (
-            "mqtt.yaml",
-            'publish: ["site/cam-02/#"]',
-            'publish: ["site/cam-02/#", "cell/+/x"]',
-            "the Cell's own status",
-        ),
         ("network.yaml", "subnet: 10.30.0.0/24", "subnet: 10.30.0.1/24", "is not an IPv4 subnet"),
         (
             "network.yaml",

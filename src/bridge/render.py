@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from policies.confline import WIDTH, lines, no_control, safe, why
 from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, MOSQUITTO_LOG, MOSQUITTO_PID, PASSWD
-from policies.validate_mqtt import CELL_STATUS
 
 if TYPE_CHECKING:
     from policies import Policy
@@ -30,8 +29,7 @@ if TYPE_CHECKING:
 
 MONITOR_USER = "cell"
 """The Cell's own login on the local broker (reserved by validation: no policy client has it)."""
-STATUS_FILTER = CELL_STATUS
-"""The Cell's own status: only the Cell publishes there (validation refuses a client that could)."""
+STATUS_FILTER = "cell/status/#"
 MAX_QUEUED_MESSAGES = 200_000
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 

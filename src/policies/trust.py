@@ -1,7 +1,11 @@
-"""The trust gate: which commits of the site-config repo a Cell accepts. Git verifies every signature.
+"""The trust gate: which commits of the site-config repo a Cell accepts.
+
+Signatures are checked by the Cell's own `ssh-keygen`/`gpg` over the commit object
+(`policies.sigcheck`), in the Cell's own mirror of the repo (`policies.gitmirror`): nothing in a
+clone's `.git` or in the environment takes part.
 
 The rules (spec/site-config.md; docs/gitops.md says why):
-- A commit is accepted only if git verifies its SSH or OpenPGP signature against the keys trusted
+- A commit is accepted only if its SSH or OpenPGP signature verifies against the keys trusted
   *before* the commit: `allowed_signers` (OpenSSH) and `allowed_signers.asc` (OpenPGP public keys,
   armored; our extension, since OpenSSH's format cannot hold them) as they stand in the commit's
   parent. For the first commit a Cell ever applies, the files it was enrolled with stand in.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from policies.errors import Diagnostic
-from policies.topics import FilterTrie, intersects, witness
+from policies.topics import FilterTrie, witness
 
 if TYPE_CHECKING:
     from policies.model import Policy, TopicRule
@@ -144,22 +144,13 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                 )
 
 
-CELL_STATUS = "cell/status/#"
-"""The Cell's own status (render.STATUS_FILTER): only the Cell publishes there."""
-
-
 def _reserved_publish(f: str) -> str | None:
-    """Why a client may not publish to `f`: the broker's `$` topics hold the bridge's link state
-    (which the monitor reads), `cell/status/` the Cell's own status. Forging either is passing
-    for the bridge or for the Cell (issue 10, class 6)."""
+    """Why a client may not publish to `f`: the broker's `$` topics hold what the monitor reads
+    to know the bridge (its link state); forging them is passing for the bridge (issue 10,
+    class 6). mosquitto delivers a client's `$SYS` publish when the ACL allows it."""
     if f.startswith("$"):
         return (
             f"may not publish to '{f}': '$' topics are the broker's own (the bridge's link "
             "state is there); no client writes them"
-        )
-    if intersects(f, CELL_STATUS):
-        return (
-            f"may not publish to '{f}': it overlaps '{CELL_STATUS}', the Cell's own status "
-            f"(e.g. '{witness(f, CELL_STATUS)}')"
         )
     return None
