@@ -288,6 +288,8 @@ def collector(
     """A subscriber that is known to be subscribed (its SUBSCRIBE is in the broker's log)."""
     cid = f"sub-{uuid.uuid4().hex[:8]}"
     argv = ["mosquitto_sub", *conn, "-i", cid, "-q", str(qos), "-F", "%j", "-V", "mqttv311"]
+    if "-u" in conn:  # the site's broker names a client by its login (use_username_as_clientid)
+        cid = conn[conn.index("-u") + 1]
     for t in topics:
         argv += ["-t", t]
     proc = netns.popen(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

@@ -248,3 +248,48 @@ def test_a_refused_monitor_login_is_an_error_not_a_silent_zero(site: Site, tmp_p
         partial(_monitor_with, site.policy, site.site_log, tmp_path / "m.json", "wrong"),
     )
     assert said == "the broker refused the monitor's login 'cell': not authorised"
+
+
+def test_a_local_client_cannot_take_the_bridges_client_id(site: Site) -> None:
+    """Issue 10, class 6: cam-01 connects with the bridge's own local client id and publishes a
+    `never` topic. The broker names it cam-01 (use_username_as_clientid): the bridge is not kicked
+    off, and the monitor, which keys on the bridge's id, reports no incident."""
+    from test_bridge_harness import PUBLISHER
+
+    snapshot = Path(site.info.layout.state) / BRIDGE_SNAPSHOT
+    snapshot.unlink(missing_ok=True)
+    start = site.site_log.stat().st_size
+    monitor = subprocess.Popen(
+        [*CELL, "bridge", "monitor", "--repo", str(site.repo), "--seconds", "60", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    bridge_id = bridge_local_client_id(site.policy)
+    try:
+        deadline = time.monotonic() + 10
+        while not (snapshot.exists() and json.loads(snapshot.read_text())["seen_since"]):
+            assert monitor.poll() is None, monitor.communicate()
+            assert time.monotonic() < deadline, "the monitor never subscribed"
+            time.sleep(0.05)
+        attempts = json.loads(snapshot.read_text())["link"]["attempts"]
+        ns, host = site.host("cam-01")
+        spec = {"id": bridge_id, "user": "cam-01", "password": site.password("cam-01")}
+        spec |= {"host": host, "port": 1883, "messages": [msg("site/cam-01/snapshots/9")]}
+        r = netns.run(ns, [sys.executable, "-c", PUBLISHER], input=json.dumps(spec).encode())
+        assert r.returncode == 0, r.stdout + r.stderr
+        with at_hub(site) as hub:  # the bridge still carries what it should
+            assert publish_as(site, "cam-01", [msg("site/cam-01/events/after")]) == [0]
+            hub.wait_for(site.prefix + "site/cam-01/events/after")
+        time.sleep(1.5)
+        during = json.loads(snapshot.read_text())
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        out, err = monitor.communicate(timeout=15)
+    assert monitor.returncode == 0, err
+    assert out == ""  # no unexpected publish: nothing was taken for the bridge's
+    log = site.site_log.read_text(errors="replace")[start:]
+    assert "as cam-01 " in log and f"as {bridge_id}" not in log
+    assert f"Client {bridge_id} already connected" not in log
+    assert during["link"]["state"] == "up" and during["link"]["attempts"] == attempts
+    assert during["ok"] and during["seen"]["never"] == 1

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from cell.lab import LabInfo
-from policies.trust import TrustRefused, check_range, gate, refuse_dirty
+from policies.trust import TrustRefused, check_range, gate
 from test_drift import Watch, lab  # noqa: F401  (the drift lab's fixture)
 from test_lifecycle import Site
-from test_trust import Keys, SignedRepo
+from test_trust import Keys, SignedRepo, refuse_dirty
 
 
 @pytest.fixture

@@ -142,6 +142,14 @@ def test_semantic_errors_together(site: Site) -> None:
         ),
         ("mqtt.yaml", "username: cam-02", "username: cam-01", "duplicate client 'cam-01'"),
         ("mqtt.yaml", "username: cam-02", "username: cell", "reserved"),
+        ("mqtt.yaml", "username: cam-02", "username: local.cell-lisbon-01", "bridge's client"),
+        ("mqtt.yaml", "username: cam-02", "username: cell-lisbon-01", "bridge's client ids"),
+        (
+            "mqtt.yaml",
+            'publish: ["site/cam-02/#"]',
+            'publish: ["site/cam-02/#", "$SYS/broker/connection/#"]',
+            "'$' topics are the broker's own",
+        ),
         ("network.yaml", "subnet: 10.30.0.0/24", "subnet: 10.30.0.1/24", "is not an IPv4 subnet"),
         (
             "network.yaml",

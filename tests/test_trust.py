@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE
-from policies import gitrepo
-from policies.trust import Anchor, TrustRefused, check_range, gate, refuse_dirty
+from policies import gitmirror, gitrepo
+from policies.trust import Anchor, TrustRefused, check_range, gate
 
 
 class Keys:
@@ -267,6 +267,11 @@ def test_rewritten_history_is_refused(repo: SignedRepo, keys: Keys) -> None:
     with pytest.raises(TrustRefused) as e:
         gate(repo.root, applied, other, None)
     assert e.value.reason == "not-descendant"
+
+
+def refuse_dirty(repo: Path) -> None:
+    """The lifecycle's check: the clone fetched into a mirror, its work tree judged from there."""
+    gitmirror.sync(repo.parent / "mirror.git", repo, clean=True)
 
 
 def test_dirty_tree_is_refused(repo: SignedRepo) -> None:

@@ -109,7 +109,9 @@ class Monitor:
     ) -> None:
         self.where = where
         self.core = MonitorCore(policy, log=str(where.log), source="monitor")
-        self.client_id = f"cell-monitor-{os.getpid()}"
+        self.client_id = (
+            MONITOR_USER  # the broker names a client by its login (use_username_as_clientid)
+        )
         self.core.observer_id = self.client_id
         self.on_unexpected = on_unexpected
         self._lock = threading.Lock()

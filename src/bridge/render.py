@@ -158,6 +158,12 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
         ),
         f"listener {policy.mqtt.listener.port}",
         "socket_domain ipv4",
+        *why(
+            "A client's id is its username (a login the password file vouches for), never what it",
+            "sends: no local client can take the bridge's id (local.cell-SITE, a reserved name),",
+            "kick the bridge off, or pass for it in the log the monitor reads.",
+        ),
+        "use_username_as_clientid true",
         "",
         *why(
             "The bridge lives in conf.d/: a `connection` line opens a section that runs to the end",

@@ -60,6 +60,8 @@ TRUST_DIR = "trust"
 STORED_TREES = "store/trees"
 STORED_RENDERED = "store/rendered"
 LOCKS_DIR = "locks"
+GIT_MIRROR = "git/site-config.git"
+"""The Cell's own bare mirror of the site-config repo: trust is read from it alone."""
 
 # Where a real Cell keeps things, and how a command is pointed elsewhere.
 DEFAULT_REPO = "/etc/cell/site-config"

@@ -146,15 +146,26 @@ def _diagnostics(err: ValidationError, src: Source, model: type[BaseModel]) -> l
             out.append(
                 src.diag(
                     loc,
-                    f"unknown key '{str(loc[-1])[:64]}' in {_loc_text(loc[:-1]) or 'the file'}{hint}",
+                    f"unknown key {str(loc[-1])[:64]!r} in {_loc_text(loc[:-1]) or 'the file'}{hint}",
                     key=True,
                 )
             )
         elif kind == "missing":
             out.append(src.diag(loc[:-1], f"{_loc_text(loc)}: missing required key '{loc[-1]}'"))
         else:
-            shown = repr(e.get("input"))
-            if kind.endswith("_type") and len(shown) <= 40:
+            shown = _shown(e.get("input"))
+            if kind in ("literal_error", "enum"):
+                expected = str(e.get("ctx", {}).get("expected", ""))
+                choices = expected.replace("'", "").replace(" or ", ", ")
+                msg = f"{shown} is not one of {choices}"
+            elif shown not in msg and not isinstance(e.get("input"), dict | list):
                 msg = f"{msg} (got {shown})"
             out.append(src.diag(loc, f"{_loc_text(loc)}: {msg}", key=on_key))
     return out
+
+
+def _shown(value: Any) -> str:
+    """The bad value, as the error echoes it: repr (control and invisible characters escaped),
+    cut at 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,7 +1,11 @@
-"""The trust gate: which commits of the site-config repo a Cell accepts. Git verifies every signature.
+"""The trust gate: which commits of the site-config repo a Cell accepts.
+
+Signatures are checked by the Cell's own `ssh-keygen`/`gpg` over the commit object
+(`policies.sigcheck`), in the Cell's own mirror of the repo (`policies.gitmirror`): nothing in a
+clone's `.git` or in the environment takes part.
 
 The rules (spec/site-config.md; docs/gitops.md says why):
-- A commit is accepted only if git verifies its SSH or OpenPGP signature against the keys trusted
+- A commit is accepted only if its SSH or OpenPGP signature verifies against the keys trusted
   *before* the commit: `allowed_signers` (OpenSSH) and `allowed_signers.asc` (OpenPGP public keys,
   armored; our extension, since OpenSSH's format cannot hold them) as they stand in the commit's
   parent. For the first commit a Cell ever applies, the files it was enrolled with stand in.
@@ -15,22 +19,22 @@ The rules (spec/site-config.md; docs/gitops.md says why):
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydantic import ConfigDict, Field, computed_field
+
 from policies import gitrepo
 from policies.errors import CellError
-from policies.signers import outside_window, parse_signers, ssh_key_of
+from policies.record import Record
+from policies.sigcheck import TWO_SIGNATURES, Signature, Status, check, gpg, kill_agent
 
 SSH_SIGNERS = "allowed_signers"
 PGP_KEYS = "allowed_signers.asc"
 
-Status = Literal["good", "bad", "unknown-key", "unsigned", "error"]
 Reason = Literal[
     "trusted",
     "unsigned",
@@ -41,6 +45,8 @@ Reason = Literal[
     "not-descendant",
     "not-enrolled",
     "state-deleted",
+    "unsafe-tree",
+    "bad-objects",
 ]
 _REASON: dict[Status, Reason] = {
     "good": "trusted",
@@ -49,10 +55,6 @@ _REASON: dict[Status, Reason] = {
     "unknown-key": "unknown-key",
     "unsigned": "unsigned",
 }
-# %G? status, signer, key, key fingerprint, primary key fingerprint, subject. Not %GT: git 2.39
-# aborts on it for an OpenPGP key of unknown trust.
-_FORMAT = "--format=%G?%x00%GS%x00%GK%x00%GF%x00%GP%x00%s"
-TWO_SIGNATURES = "the commit carries more than one signature header"
 
 
 @dataclass(frozen=True)
@@ -75,38 +77,28 @@ class Anchor:
         return (self.ssh, self.pgp) == (other.ssh, other.pgp)
 
 
-@dataclass(frozen=True)
-class Signature:
-    status: Status
-    format: str | None = None
-    """'ssh' or 'gpg' (None: unsigned)."""
-    signer: str | None = None
-    """The SSH principal or OpenPGP user id, when the key is known."""
-    key: str | None = None
-    """The key's fingerprint (SHA256:... for SSH, hex for OpenPGP), when git could read it."""
-    detail: str = ""
+class Verdict(Record):
+    """The trust gate's verdict on one commit."""
 
-    def describe(self) -> str:
-        if self.status == "unsigned":
-            return "no signature"
-        who = self.signer or "an unknown signer"
-        return f"{who} ({self.format} key {self.key})" if self.key else f"{who} ({self.format})"
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def to_json(self) -> dict[str, str | None]:
-        return asdict(self)
+    commit: str = Field(description="The full SHA of the commit judged")
+    subject: str = Field(description="Its subject line")
+    reason: Reason = Field(description="trusted, or why not")
+    signature: Signature = Field(description="What the signature check found")
+    anchor: str = Field(description="Which trust files judged it (for messages)")
 
-
-@dataclass(frozen=True)
-class Verdict:
-    commit: str
-    subject: str
-    reason: Reason
-    signature: Signature
-    anchor: str
-
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
+        """True when the commit is trusted."""
         return self.reason == "trusted"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def message(self) -> str:
+        """The verdict in words (`explain`)."""
+        return self.explain()
 
     def explain(self) -> str:
         head = f'commit {self.commit[:12]} "{self.subject[:60]}"'
@@ -129,17 +121,6 @@ class Verdict:
             f"the trust files; a change to {SSH_SIGNERS} must be signed by a key trusted in {where}",
         }.get(self.reason, self.reason)
         return f"{head}: {why}"
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "commit": self.commit,
-            "subject": self.subject,
-            "reason": self.reason,
-            "ok": self.ok,
-            "signature": self.signature.to_json(),
-            "anchor": self.anchor,
-            "message": self.explain(),
-        }
 
 
 class TrustRefused(CellError):
@@ -169,107 +150,15 @@ class TrustRefused(CellError):
             doc.update(
                 commit=self.verdict.commit,
                 subject=self.verdict.subject,
-                signature=self.verdict.signature.to_json(),
+                signature=self.verdict.signature.to_doc(),
             )
         return doc
 
 
 def verify(repo: str | Path, commit: str, anchor: Anchor) -> tuple[Signature, str]:
-    """git's verdict on `commit`'s signature with `anchor`'s keys, and the commit's subject."""
+    """The Cell's own check of `commit`'s signature with `anchor`'s keys, and its subject."""
     raw = gitrepo.raw_commit(repo, commit)
-    fmt, armored = gitrepo.signature_block(raw)
-    with tempfile.TemporaryDirectory(prefix="cell-trust-") as tmp:
-        signers = Path(tmp, "allowed_signers")
-        signers.write_bytes(anchor.ssh or b"")
-        # Always a keyring of our own, holding only the anchor's OpenPGP keys: whatever format the
-        # commit claims, git may pick another header, and the host's keyring (gpg and gpgsm) and
-        # its trust settings must never take part.
-        home = Path(tmp, "gnupg")
-        home.mkdir(mode=0o700)
-        env = {"GNUPGHOME": str(home)}
-        known = _import(home, anchor.pgp) if fmt == "gpg" and anchor.pgp else set()
-        try:
-            out = gitrepo.git(
-                repo,
-                "-c",
-                f"gpg.ssh.allowedSignersFile={signers}",
-                "log",
-                "-1",
-                _FORMAT,
-                commit,
-                env=env,
-            ).stdout
-        finally:
-            _kill_agent(home)
-    code, signer, key, fpr, primary, subject = (
-        out.decode(errors="replace").rstrip("\n").split("\0", 5)
-    )
-    if len(gitrepo.signature_headers(raw)) > 1:
-        # Which header git checks is git's choice, not ours: two is never a signature we can judge.
-        return Signature("bad", fmt, signer or None, fpr or key or None, TWO_SIGNATURES), subject
-    sig = _signature(code, fmt, signer, key, fpr, primary, known, armored)
-    return _in_window(sig, anchor), subject
-
-
-def _in_window(sig: Signature, anchor: Anchor) -> Signature:
-    """git checks an SSH key's valid-after/valid-before at the committer date, which the signer
-    writes; a trusted key must also be valid now, so a backdated commit gains nothing."""
-    if sig.status != "good" or sig.format != "ssh" or not sig.signer or not sig.key:
-        return sig
-    entries, _ = parse_signers(anchor.ssh or b"", "allowed_signers")
-    why = outside_window(entries, sig.signer, sig.key, datetime.now().astimezone())
-    return Signature("unknown-key", sig.format, sig.signer, sig.key, why) if why else sig
-
-
-def _signature(
-    code: str,
-    fmt: str | None,
-    signer: str,
-    key: str,
-    fpr: str,
-    primary: str,
-    known: set[str],
-    armored: bytes,
-) -> Signature:
-    if fmt is None or code == "N":
-        return Signature("unsigned")
-    if fmt not in ("ssh", "gpg"):
-        return Signature("unknown-key", fmt, detail=f"{fmt} signatures are not supported")
-    found = fpr or key or (ssh_key_of(armored) if fmt == "ssh" else None) or None
-    if code == "B":
-        return Signature("bad", fmt, signer or None, found)
-    if code in ("X", "Y", "R"):
-        return Signature("unknown-key", fmt, signer or None, found, "the key expired or is revoked")
-    if fmt == "ssh" and code == "G" and signer and (found or "").startswith("SHA256:"):
-        return Signature("good", fmt, signer, found)
-    if fmt == "gpg" and code in ("G", "U") and ({fpr, primary} & known):
-        return Signature("good", fmt, signer or None, fpr or found)
-    if code in ("G", "U", "E") and found:
-        return Signature("unknown-key", fmt, signer or None, found)
-    return Signature("error", fmt, signer or None, found, f"git could not check it (status {code})")
-
-
-def _gpg(home: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--quiet", "--no-tty", *args],
-        input=data,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def _import(home: Path, keys: bytes) -> set[str]:
-    """Import armored keys into `home`; the fingerprints (primary and subkeys) it now holds."""
-    _gpg(home, "--import", data=keys)
-    out = _gpg(home, "--with-colons", "--list-keys").stdout.decode(errors="replace")
-    return {ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:")}
-
-
-def _kill_agent(home: Path) -> None:
-    if home.exists() and any(home.iterdir()):
-        subprocess.run(
-            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30
-        )
+    return check(raw, anchor.ssh, anchor.pgp), gitrepo.subject_of(raw)
 
 
 def pgp_fingerprints(keys: bytes) -> list[str]:
@@ -277,8 +166,8 @@ def pgp_fingerprints(keys: bytes) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="cell-keys-") as tmp:
         home = Path(tmp)
         home.chmod(0o700)
-        out = _gpg(home, "--with-colons", "--show-keys", data=keys).stdout.decode(errors="replace")
-        _kill_agent(home)
+        out = gpg(home, "--with-colons", "--show-keys", data=keys).stdout.decode(errors="replace")
+        kill_agent(home)
     fprs, last = [], ""
     for line in out.splitlines():
         kind = line.split(":", 1)[0]
@@ -303,17 +192,21 @@ def judge(
     (first, subject), anchor = results[0]
     for (sig, _), a in results:
         if sig.status in ("unsigned", "bad", "error"):
-            return Verdict(commit, subject, _REASON[sig.status], sig, a.where)
+            return _verdict(commit, subject, _REASON[sig.status], sig, a.where)
     untrusted = [(sig, a) for (sig, _), a in results if sig.status != "good"]
     if not untrusted:
-        return Verdict(commit, subject, "trusted", first, anchor.where)
+        return _verdict(commit, subject, "trusted", first, anchor.where)
     sig, a = untrusted[0]
     changes = not any(own.same_keys(p) for p in parents) if parents else bool(own.ssh or own.pgp)
     if changes and not own.same_keys(a):
         mine, _ = verify(repo, commit, own)
         if mine.status == "good":
-            return Verdict(commit, subject, "takeover", mine, a.where)
-    return Verdict(commit, subject, "unknown-key", sig, a.where)
+            return _verdict(commit, subject, "takeover", mine, a.where)
+    return _verdict(commit, subject, "unknown-key", sig, a.where)
+
+
+def _verdict(commit: str, subject: str, reason: Reason, sig: Signature, where: str) -> Verdict:
+    return Verdict(commit=commit, subject=subject, reason=reason, signature=sig, anchor=where)
 
 
 def check_range(
@@ -376,21 +269,17 @@ def gate(repo: str | Path, base: str | None, tip: str, enrolled: Anchor | None) 
     return verdicts
 
 
-def refuse_dirty(repo: str | Path) -> None:
-    """A Cell applies commits, never files a person has not committed (and signed)."""
-    changes = gitrepo.dirty(repo)
-    if changes:
-        shown = ", ".join(c.strip() for c in changes[:5]) + (" ..." if len(changes) > 5 else "")
-        try:
-            commit = gitrepo.head(repo)
-            subject = gitrepo.subject(repo, commit)
-        except gitrepo.GitError:
-            commit, subject = None, None
-        on = f'commit {commit[:12]} "{subject[:60]}": ' if commit and subject is not None else ""
+def refuse_unsafe_tree(repo: str | Path, commit: str) -> None:
+    """A policy tree holds plain files only: a symlink, a submodule or an odd mode is refused."""
+    bad = gitrepo.unsafe_entries(repo, commit)
+    if bad:
+        subject = gitrepo.subject(repo, commit)
+        shown = "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
         raise TrustRefused(
-            "dirty",
-            f"{on}the working tree of {repo} is dirty ({shown}): commit the change (signed) or "
-            "discard it; the Cell applies commits, never uncommitted files",
+            "unsafe-tree",
+            f'commit {commit[:12]} "{subject[:60]}": {shown}: a site-config tree holds plain '
+            "files only (no symlinks, submodules or special modes); replace it by a file in a "
+            "new signed commit",
             commit=commit,
             subject=subject,
         )

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from policies.lookalike import foreign, problem
 from policies.topics import filter_error
 
 _UNSAFE = re.compile(r"[\s\"'`\\\x00-\x1f\x7f]")
@@ -34,7 +35,8 @@ def _regex(pattern: str, what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not rx.fullmatch(value):
             shown = value if len(value) <= 40 else value[:40] + "..."
-            raise ValueError(f"{shown!r} is not a valid {what}")
+            odd = foreign(value)
+            raise ValueError(f"{shown!r} is not a valid {what}{': ' + odd if odd else ''}")
         return value
 
     return AfterValidator(check)
@@ -86,16 +88,24 @@ def _hostname(value: str) -> str:
     return value
 
 
+def _looks_right(value: str) -> None:
+    why = problem(value)
+    if why:
+        raise ValueError(f"{value[:60]!r} {why}")
+
+
 def _topic_filter(value: str) -> str:
     _safe(value)
-    problem = filter_error(value)
-    if problem:
-        raise ValueError(f"invalid topic filter {value[:60]!r}: {problem}")
+    _looks_right(value)
+    bad = filter_error(value)
+    if bad:
+        raise ValueError(f"invalid topic filter {value[:60]!r}: {bad}")
     return value
 
 
 def _prefix(value: str) -> str:
     _safe(value)
+    _looks_right(value)
     if "+" in value or "#" in value or not value.endswith("/") or value.startswith("$"):
         raise ValueError(
             f"{value[:60]!r} is not a topic prefix: no wildcards, no leading '$', and it ends "
@@ -106,6 +116,7 @@ def _prefix(value: str) -> str:
 
 def _abs_path(value: str) -> str:
     _safe(value)
+    _looks_right(value)
     if not value.startswith("/") or "/../" in value + "/":
         raise ValueError(
             f"{value[:60]!r} must be an absolute path without '..' (like /etc/cell/tls/hub-ca.pem)"
@@ -128,6 +139,9 @@ def _free_text(value: str) -> str:
         raise ValueError(
             f"control character {bad.group()!r} at offset {bad.start()} (text must be one line)"
         )
+    why = problem(value, words=" ")
+    if why and "mixes scripts" not in why:  # prose may quote another script; never hide text
+        raise ValueError(f"{value[:60]!r} {why}")
     return value
 
 

@@ -19,6 +19,7 @@ MQTT = "mqtt.yaml"
 RESERVED_USERS = frozenset({"cell"})
 STATUS_BUS = "cell/#"
 """The Cell's own status bus: only the daemon (user `cell`) publishes under it."""
+RESERVED_PREFIXES = ("local.",)
 BRIDGED = frozenset({"up", "down"})
 
 
@@ -113,6 +114,15 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                     f"username '{c.username}' is reserved for the Cell's own monitor",
                 )
             )
+        elif c.username.startswith(RESERVED_PREFIXES) or c.username == f"cell-{p.site.site.id}":
+            # A login is a client id (use_username_as_clientid): the bridge's ids stay its own.
+            out.append(
+                src.diag(
+                    (*at, "username"),
+                    f"username '{c.username}' is reserved: 'local.' names and 'cell-SITE' are "
+                    "the bridge's client ids; pick another login",
+                )
+            )
         if c.username in seen:
             line, _ = src.at(("clients", seen[c.username]))
             out.append(
@@ -131,6 +141,9 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                         "Cell publishes there; a client may subscribe to it",
                     )
                 )
+            reserved = _reserved_publish(f)
+            if reserved:
+                out.append(src.diag((*at, "publish", fi), f"client '{c.username}' {reserved}"))
             for ri in down.intersecting(f):
                 r = p.mqtt.topics[ri]
                 out.append(
@@ -140,3 +153,15 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                         f"{_where(p, ri)}: only the bridge publishes hub commands (e.g. '{witness(f, r.pattern)}')",
                     )
                 )
+
+
+def _reserved_publish(f: str) -> str | None:
+    """Why a client may not publish to `f`: the broker's `$` topics hold what the monitor reads
+    to know the bridge (its link state); forging them is passing for the bridge (issue 10,
+    class 6). mosquitto delivers a client's `$SYS` publish when the ACL allows it."""
+    if f.startswith("$"):
+        return (
+            f"may not publish to '{f}': '$' topics are the broker's own (the bridge's link "
+            "state is there); no client writes them"
+        )
+    return None

@@ -29,7 +29,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         "signature": entry.signature,
         "netns": target.netns,
         "state": str(state.root),
-        "checked": [v.to_json() for v in out.verdicts],
+        "checked": [v.to_doc() for v in out.verdicts],
         "previous": out.previous.commit if out.previous else None,
         "changed": out.changes.changed,
         "rules": out.changes.rules.model_dump(),

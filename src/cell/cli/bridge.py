@@ -16,7 +16,7 @@ from bridge.classify import TAGS
 from bridge.status import CLASSES, BridgeStatus, UnexpectedPublish
 from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, read_operator_file
 from cell.errors import UsageError
-from cell.verify.bridgeplace import PASSWORD_ENV, current_status, locate
+from cell.verify.bridgeplace import PASSWORD_ENV, current_status
 from policies.clock import human
 
 # --- text -----------------------------------------------------------------------------------
@@ -122,8 +122,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    policy = load(args)
-    st = current_status(policy, locate(policy, getattr(args, "state_dir", None)))
+    from cell.cli.applied import applied_place, applied_policy
+
+    policy, entry = applied_policy(args)  # what runs, never the work tree
+    st = current_status(policy, applied_place(args, policy, entry))
     emit(args, st.to_doc(), format_status(st))
     return 0 if st.ok else 3
 
@@ -132,10 +134,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     import json
 
     from bridge.observer import Monitor, Observer
+    from cell.cli.applied import applied_place, applied_policy
     from firewall import netns
 
-    policy = load(args)
-    place = locate(policy, getattr(args, "state_dir", None))
+    policy, entry = applied_policy(args)  # what runs, never the work tree
+    place = applied_place(args, policy, entry)
     password = place.password
     if password is None and args.password_file:
         password = read_operator_file(args.password_file, "--password-file").decode().strip()

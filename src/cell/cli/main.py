@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cell.cli.util import emit, load, repo
+from cell.cli.util import check_paths, emit, load, repo
 from cell.paths import REPO_HELP
 from policies.errors import CellError
 
@@ -75,7 +76,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     if verify_cli.probe_history_requested(args):
         return verify_cli.cmd_probe_history(args)
-    policy = load(args)
+    from cell.cli.applied import applied_policy
+
+    policy, _ = applied_policy(args)  # what runs, never the work tree
     lab = lab_status(policy.site.site.id)
     if args.lab:
         if lab is None:
@@ -219,12 +222,16 @@ def _error_doc(e: CellError) -> dict[str, object]:
     return doc
 
 
+_PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cell.timeparse import join_time_flags
 
     parser = build_parser()
     args = parser.parse_args(join_time_flags(sys.argv[1:] if argv is None else argv))
     try:
+        check_paths(args)
         code: int = args.handler(args)
         return code
     except CellError as e:
@@ -237,6 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("CELL_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.filename is not None and e.errno in _PATH_ERRNOS:
+            # A path named (or implied) on the command line that is not what was expected.
+            print(
+                f"cell: {e.filename}: {e.strerror}: not a place this command can use",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"cell: internal error: {type(e).__name__}: {e} (set CELL_DEBUG=1 for a traceback)",
             file=sys.stderr,

@@ -47,7 +47,7 @@ def add_pcap_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_repo(sp)
     add_state_dir(sp)
     add_json(sp)
-    sp.set_defaults(handler=cmd_pcap)
+    sp.set_defaults(handler=cmd_pcap, out_kind="file")
 
 
 @dataclass

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from cell import paths
@@ -61,7 +62,9 @@ def read_operator_file(path: str, flag: str, limit: int = MAX_OPERATOR_FILE) -> 
     from cell.errors import UsageError
 
     try:
-        with open(path, "rb") as fh:  # noqa: PTH123 (one fstat on the open file, no race)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; one fstat on the open file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 raise UsageError(f"{flag} {path}: not a regular file")
             data = fh.read(limit + 1)
@@ -70,3 +73,51 @@ def read_operator_file(path: str, flag: str, limit: int = MAX_OPERATOR_FILE) -> 
     if len(data) > limit:
         raise UsageError(f"{flag} {path}: larger than {limit} bytes; is it the right file?")
     return data
+
+
+DIR_FLAGS = {"repo": "--repo", "state_dir": "--state-dir", "render": "--render"}
+"""Flags that always name a directory (it may not exist yet: a command creates it)."""
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Every path flag is what its command expects, or one UsageError line (issue 10, class 8):
+    a directory flag names a directory (or nothing yet), `--out` what the command's
+    `out_kind` says; a device, a FIFO or /dev/null is never either."""
+    from cell.errors import UsageError
+
+    wanted = {a: ("dir", f) for a, f in DIR_FLAGS.items()}
+    wanted["out"] = (getattr(args, "out_kind", "dir"), "--out")
+    from policies.layout import REPO_ENV, STATE_ENV
+
+    env = {"repo": REPO_ENV, "state_dir": STATE_ENV}
+    for attr, (kind, flag) in wanted.items():
+        if not hasattr(args, attr):
+            continue
+        value, named = getattr(args, attr), flag
+        if value is None and attr in env and os.environ.get(env[attr]):
+            value, named = os.environ[env[attr]], f"${env[attr]}"
+        if not value:
+            continue
+        problem = _path_problem(str(value), kind)
+        if problem:
+            raise UsageError(f"{named} {value}: {problem}")
+
+
+def _path_problem(path: str, kind: str) -> str | None:
+    import stat
+
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return None  # made by the command (or reported by it, with its own words)
+    except NotADirectoryError:
+        return "a part of the path is a file, not a directory"
+    except OSError as e:
+        return f"cannot be examined ({e.strerror})"
+    if kind == "dir" and not stat.S_ISDIR(mode):
+        what = "a regular file" if stat.S_ISREG(mode) else "a device or special file"
+        return f"is {what}, expected a directory"
+    if kind == "file" and not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a device or special file"
+        return f"is {what}, expected a regular file (or a new name)"
+    return None

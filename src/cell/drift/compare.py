@@ -31,7 +31,7 @@ from cell.store.statedir import State
 from firewall.diff import diff_lines, handles_of, printable
 from firewall.document import canonical
 from firewall.nft import NftBackend
-from policies import gitrepo
+from policies import gitmirror, gitrepo
 from policies.record import Record
 from policies.trust import TrustRefused, check_range
 
@@ -194,19 +194,23 @@ def check_processes(target: Target) -> list[Finding]:
     return out
 
 
-def check_repo(repo: str | Path, entry: Entry) -> list[Finding]:
+def check_repo(state: State, repo: str | Path, entry: Entry) -> list[Finding]:
+    """The clone's HEAD (fast-forwarded to the upstream last fetched), read through the Cell's
+    mirror: not the applied commit, or a commit after it that the trust gate would refuse."""
+    mirror = state.mirror
     try:
-        head = gitrepo.head(repo)
-    except gitrepo.GitError as e:
+        with state.lock("mirror"):
+            head = gitmirror.sync(mirror, repo, pull=False).head
+    except (gitrepo.GitError, TrustRefused) as e:
         return [Finding("repo", f"the site-config repo is unreadable: {e}")]
     if head == entry.commit:
         return []
-    said = gitrepo.subject(repo, head)[:60]
+    said = gitrepo.subject(mirror, head)[:60]
     out = [
         Finding("repo", f'repo HEAD is {head[:12]} "{said}", not the applied {entry.commit[:12]}')
     ]
     try:
-        verdicts = check_range(repo, entry.commit, head, None)
+        verdicts = check_range(mirror, entry.commit, head, None)
     except TrustRefused as e:
         return [*out, Finding("repo", str(e).removeprefix("refused: "))]
     for v in verdicts:
@@ -268,5 +272,5 @@ def compare_all(
     table, findings = check_nftables(exp, target, Expected(state, pending) if pending else None)
     findings += check_paths(exp.files, target)
     findings += check_files(exp, target) + check_processes(target)
-    findings += check_repo(repo or applied.repo, applied)
+    findings += check_repo(state, repo or applied.repo, applied)
     return Report(applied, pending, table, findings)

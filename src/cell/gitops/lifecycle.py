@@ -31,10 +31,10 @@ from cell.store import ledger
 from cell.store.journal import Entry, Journal, read_journal, write_journal
 from cell.store.statedir import State, StateError
 from cell.verify.drops import DropKeeper
-from policies import Policy, gitrepo, load_policy
+from policies import Policy, gitmirror, gitrepo, load_policy
 from policies.errors import CellError, PolicyError
 from policies.layout import MANIFEST, RULESET_NFT
-from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_dirty
+from policies.trust import PGP_KEYS, SSH_SIGNERS, Anchor, TrustRefused, Verdict, refuse_unsafe_tree
 from policies.trust import gate as trust_gate
 from policies.types import duration_seconds
 
@@ -150,13 +150,13 @@ def _refuse_while_waiting(state: State, base: Entry | None, confirm_s: int | Non
 
 
 def _gate(state: State, repo: Path, base: Entry | None) -> tuple[str, list[Verdict]]:
-    """Pull, then the trust gate from the applied commit to HEAD; refusals go to the ledger."""
+    """Fetch into the Cell's mirror, then the trust gate there; refusals go to the ledger."""
     try:
-        refuse_dirty(repo)
-        if gitrepo.upstream(repo):
-            gitrepo.pull(repo)
-        head = gitrepo.head(repo)
-        return head, trust_gate(repo, base.commit if base else None, head, enrolled(state))
+        with state.lock("mirror"):
+            head = gitmirror.sync(state.mirror, repo, clean=True).head
+        verdicts = trust_gate(state.mirror, base.commit if base else None, head, enrolled(state))
+        refuse_unsafe_tree(state.mirror, head)
+        return head, verdicts
     except TrustRefused as e:
         ledger.append(state, "refusal", repo=str(repo), **e.to_json())
         raise
@@ -175,11 +175,11 @@ def _plan_head(
     force: bool,
 ) -> Plan:
     """HEAD's tree stored, its policy loaded and rendered, its journal entry made."""
-    tree = state.store_tree(head, lambda dest: gitrepo.export(repo, head, dest))
+    tree = state.store_tree(head, lambda dest: gitrepo.export(state.mirror, head, dest))
     policy = _load(tree, head, state, repo)
     files = render_all(policy, target.layout)
-    signature = verdicts[-1].signature.to_json() if verdicts else (base.signature if base else {})
-    subject = verdicts[-1].subject if verdicts else gitrepo.subject(repo, head)
+    signature = verdicts[-1].signature.to_doc() if verdicts else (base.signature if base else {})
+    subject = verdicts[-1].subject if verdicts else gitrepo.subject(state.mirror, head)
     entry = _entry(state, policy, files, target, head, subject, signature, repo)
     pushes = base is None or base.commit != head
     return Plan("apply", entry, policy, files, target, force, pushes)

@@ -349,7 +349,7 @@ class Watcher:
                     f.by = f.by or self.paths_by
                 self.paths_by = None
             else:
-                found[kind] = check_repo(self.repo, self.entry)
+                found[kind] = check_repo(self.state, self.repo, self.entry)
         self.by, self.since = None, None
         fresh: list[Finding] = []
         told = False

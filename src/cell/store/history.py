@@ -79,6 +79,10 @@ def render_at(entry: dict[str, Any], out: Path, repo: str | None, state: State) 
     source = repo or entry.get("repo")
     with tempfile.TemporaryDirectory(prefix="cell-history-") as tmp:
         tree, origin = Path(tmp) / "tree", f"{source}@{commit[:12]}"
+        # The Cell's own mirror first (what was judged), then the clone given.
+        if gitrepo.exists(state.mirror, commit):
+            source = str(state.mirror)
+            origin = f"the Cell's mirror of {commit[:12]}"
         try:
             gitrepo.export(source or "", commit, tree)
         except gitrepo.GitError:

@@ -6,6 +6,7 @@
     STATE/trust/              the enrolled allowed_signers (+ allowed_signers.asc)
     STATE/store/trees/SHA/    the policy files of each applied commit, as signed
     STATE/store/rendered/MANIFEST-SHA256/   the artifacts rendered from them, as installed
+    STATE/git/site-config.git the Cell's bare mirror of the repo: every commit is read from it
     STATE/locks/              flock files: one apply at a time; ledger appends one at a time
 
 The store makes rollback, reconcile and drift independent of the repo: what was applied can be
@@ -29,6 +30,7 @@ from typing import Any
 from policies.errors import CellError
 from policies.layout import (
     CONFIRM,
+    GIT_MIRROR,
     JOURNAL,
     LEDGER,
     LEDGER_HEAD,
@@ -85,6 +87,7 @@ class State:
         self.trust = self.root / TRUST_DIR
         self.trees = self.root / STORED_TREES
         self.rendered = self.root / STORED_RENDERED
+        self.mirror = self.root / GIT_MIRROR
 
     def __repr__(self) -> str:
         return f"State({str(self.root)!r})"
