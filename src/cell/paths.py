@@ -27,3 +27,8 @@ def explicit_state_dir(flag: str | None = None) -> str | None:
 def state_dir(flag: str | None = None) -> str:
     """The state directory: the one named, else /var/lib/cell."""
     return explicit_state_dir(flag) or DEFAULT_STATE
+
+
+CONSOLE_BROKER = "127.0.0.1:1883"
+"""Where `cell console` looks for the status bus without `--broker` or a lab: this Cell's own
+mosquitto on loopback."""

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cell.cli.pcap import add_pcap_commands
 
     add_pcap_commands(sub)
+    from cell.cli.console import add_console_commands
+
+    add_console_commands(sub)
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     sp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
