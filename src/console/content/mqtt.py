@@ -3,6 +3,7 @@ link, and what crossed against the policy, each with its log evidence."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from bridge.classify import TAGS
@@ -12,13 +13,18 @@ from console.content.synopsis import check_evidence, check_state
 from console.view import MARKS, Row, Tone, View, ago, aligned, clock, head, stamp
 
 
+def _name(file: str) -> str:
+    """The file as the operator names it in the repo (the full path is in the evidence)."""
+    return PurePath(file).name
+
+
 def _rules(doc: dict[str, Any], counts: BridgeStatus | None) -> list[Row]:
     by_index = {r.index: r for r in counts.rules} if counts else {}
     cells, evidence = [], []
     for r in doc["rules"]:
         note = ", ".join(str(x) for x in (r["tier"] and f"tier {r['tier']}", r["reason"]) if x)
         qos = "" if r["qos"] is None else f"qos {r['qos']}"
-        cells.append([r["tag"], r["pattern"], qos, f"{r['file']}:{r['line']}", note])
+        cells.append([r["tag"], r["pattern"], qos, f"{_name(r['file'])}:{r['line']}", note])
         c = by_index.get(r["index"])
         seen = (
             f"seen {c.seen}, crossed {c.crossed} since {stamp(counts.seen_since)}"
@@ -32,7 +38,9 @@ def _rules(doc: dict[str, Any], counts: BridgeStatus | None) -> list[Row]:
             f"tier       {r['tier'] or '-'}\nreason     {r['reason'] or '-'}\n\n{seen}"
         )
     d = doc["default"]
-    cells.append([d["tag"], "(any other topic)", "", f"{d['file']}:{d['line']}", "the default"])
+    cells.append(
+        [d["tag"], "(any other topic)", "", f"{_name(d['file'])}:{d['line']}", "the default"]
+    )
     evidence.append(f"the default of {d['file']}:{d['line']}: {d['direction']} ({d['tag']})")
     return [
         Row(line, "plain", ev, "bridge rule")
