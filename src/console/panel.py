@@ -52,9 +52,6 @@ class Panel(Vertical):
         )
         yield table
 
-    def on_mount(self) -> None:
-        self.query_one(DataTable).add_column("row", key="row")
-
     @property
     def rows(self) -> list[Row]:
         """The rows shown now (after the filter)."""
@@ -71,10 +68,16 @@ class Panel(Vertical):
             return
         table = self.query_one(DataTable)
         at = table.cursor_row
-        table.clear()
-        for i, r in enumerate(rows):
-            mark = " ⏎" if r.evidence else ""
-            table.add_row(Text(r.text + mark, style=STYLES[r.tone], no_wrap=True), key=str(i))
+        lines = [
+            Text(r.text + (" ⏎" if r.evidence else ""), style=STYLES[r.tone], no_wrap=True)
+            for r in rows
+        ]
+        # One column as wide as the widest line (horizontal scroll beyond the screen), set
+        # here rather than measured by the table, so a screen is the same however it was built.
+        table.clear(columns=True)
+        table.add_column("row", key="row", width=max((t.cell_len for t in lines), default=1))
+        for i, line in enumerate(lines):
+            table.add_row(line, key=str(i))
         if rows:
             table.move_cursor(row=min(max(at, 0), len(rows) - 1), animate=False)
         self._rows, self._shown = rows, texts

@@ -87,7 +87,7 @@ def rows(view: View) -> list[Row]:
     rec = view.records
     if rec is None:
         return [Row("reading the ledger…", "dim")]
-    out = [head(f"audit ledger of {rec.state_dir} (newest first; `cell log` for the full story)")]
+    out = [head("audit ledger, newest first (enter: the entry in full; `cell log` prints it all)")]
     if not rec.ledger:
         out.append(Row("  the ledger is empty: nothing enrolled or applied yet", "dim"))
     for e in rec.ledger:
