@@ -97,7 +97,7 @@ class CellConsole(App[int]):
         yield Banner(self.banner_state, id="banner")
 
     def _tabs(self) -> str:
-        tabs = "  ".join(
+        tabs = " ".join(
             f"[{i} {name}]" if name == self.current else f" {i} {name} "
             for i, (name, _) in enumerate(PANELS, 1)
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from cell.status.document import Availability, StatusDoc
 from cell.status.verdict import verdict
@@ -111,16 +111,16 @@ def banner_line(state: BannerState, width: int) -> str:
     return f"{reason}  {head}"
 
 
-class Banner(Static):
-    """The banner widget: docked at the bottom, its head in the bottom-right corner. Set `state`
-    (attributes down); it re-fits itself on resize."""
+class Banner(Widget):
+    """The banner widget: docked at the bottom, its head in the bottom-right corner. Set its
+    state with `show` (attributes down); it is fitted to its width each time it is drawn."""
 
     DEFAULT_CSS = """
-    Banner { dock: bottom; height: 1; width: 100%; text-align: right; }
+    Banner { dock: bottom; height: 1; width: 100%; }
     """
 
     def __init__(self, state: BannerState | None = None, *, id: str | None = None) -> None:
-        super().__init__("", id=id)
+        super().__init__(id=id)
         self._state = state or BannerState("unknown", "no status yet")
 
     @property
@@ -130,16 +130,16 @@ class Banner(Static):
     def show(self, state: BannerState) -> None:
         if state != self._state:
             self._state = state
-            self._paint()
+            self._restyle()
+            self.refresh()
 
     def on_mount(self) -> None:
-        self._paint()
+        self._restyle()
 
-    def on_resize(self) -> None:
-        self._paint()
-
-    def _paint(self) -> None:
+    def _restyle(self) -> None:
         for kind in HEADS:
             self.set_class(kind == self._state.kind, f"-{kind.replace('_', '-')}")
-        width = self.size.width or 80
-        self.update(Text(banner_line(self._state, width), no_wrap=True, overflow="crop"))
+
+    def render(self) -> Text:
+        width = max(self.size.width, 1)
+        return Text(banner_line(self._state, width).rjust(width), no_wrap=True, overflow="crop")

@@ -117,8 +117,9 @@ def cmd_console(args: argparse.Namespace) -> int:
         return 0 if banner.kind == "sovereign" else EXIT_NOT_SOVEREIGN
     from console.app import make_app
 
-    make_app(config).run()
-    return 0
+    app = make_app(config)
+    app.run()
+    return app.return_code or 0
 
 
 def add_console_commands(sub: Any) -> None:
