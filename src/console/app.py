@@ -8,6 +8,7 @@ second (a status goes stale with no message at all); panels at most every `PAINT
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -22,6 +23,7 @@ from console.config import ConsoleConfig
 from console.content import PANELS
 from console.evidence import EvidenceScreen
 from console.help import HelpScreen
+from console.inbox import Inbox
 from console.model import BusState
 from console.panel import Panel
 from console.records import Records, read_records
@@ -81,6 +83,7 @@ class CellConsole(App[int]):
         self.current = PANELS[0][0]
         self.banner_state: BannerState = view_banner(self.view())
         self._dirty = True
+        self._inbox: Inbox | None = None
         self.painted_at: float | None = None
         """When the banner was first painted (monotonic), for the start-up figure."""
         self.on_status: Callable[[BusState], None] | None = None
@@ -107,6 +110,7 @@ class CellConsole(App[int]):
         self.query_one("#filter", Input).display = False
         self.painted_at = time.monotonic()
         if self.source is not None:
+            self._inbox = Inbox(asyncio.get_running_loop(), self.deliver)
             self.listen()
         if self.config.state_dir:
             self.read()
@@ -121,28 +125,36 @@ class CellConsole(App[int]):
     def view(self) -> View:
         return View(self.bus, self.records, self.clock())
 
-    @work(exclusive=True, group="bus")
-    async def listen(self) -> None:
-        assert self.source is not None
-        await self.source.run(self)
+    @work(thread=True, exclusive=True, group="bus")
+    def listen(self) -> None:
+        """The bus in a thread of its own (`Inbox`): reading never waits on painting."""
+        assert self.source is not None and self._inbox is not None
+        self._inbox.run(self.source)
 
-    def message(self, topic: str, payload: bytes) -> None:
-        """A bus message (the `Sink` side of the source), in the app's loop."""
-        kind = self.bus.apply(topic, payload)
-        if kind == "problem":
-            self.notify(self.bus.problems[0], severity="warning", timeout=6)
-        elif kind == "event" and self.bus.events[0].kind in REFRESH_ON and self.config.state_dir:
-            self.read()
-        if kind != "ignored":
+    def on_unmount(self) -> None:
+        if self._inbox is not None:
+            self._inbox.stop()
+
+    def deliver(self, batch: list[tuple[str, bytes]], link: tuple[str | None] | None) -> None:
+        """What the bus brought since the last look, in the app's loop: apply it all, then
+        judge the banner once."""
+        if link is not None:
+            self.bus.link = link[0]
             self._dirty = True
-            self.tick()
-        if kind == "status" and self.on_status is not None:
-            self.on_status(self.bus)
-
-    def link(self, error: str | None) -> None:
-        self.bus.link = error
-        self._dirty = True
+        status = False
+        for topic, payload in batch:
+            kind = self.bus.apply(topic, payload)
+            if kind == "problem":
+                self.notify(self.bus.problems[0], severity="warning", timeout=6)
+            elif (
+                kind == "event" and self.bus.events[0].kind in REFRESH_ON and self.config.state_dir
+            ):
+                self.read()
+            status = status or kind == "status"
+            self._dirty = self._dirty or kind != "ignored"
         self.tick()
+        if status and self.on_status is not None:
+            self.on_status(self.bus)
 
     @work(thread=True, exclusive=True, group="records")
     def read(self) -> None:

@@ -1,0 +1,283 @@
+"""The console under a feed: 1,000 status documents a second for 30 s, and its start-up.
+
+    .venv/bin/python bench/console_feed.py [--rate 1000] [--seconds 30]
+
+A broker on loopback (mosquitto when installed, else amqtt) in its own process, a publisher in
+another (paho, QoS 1, retained `cell/status`, each document stamped with its send time), and the
+console headless in this one (`make_app(...).run_test()`, the app the CLI runs). Reports:
+
+- lag: from a document's send time to the console having applied it and re-judged the banner
+  (p50, p99, max), and the backlog (sent minus applied) each second and after the feed stops;
+- memory: this process's RSS at the start, each 5 s, and at the end;
+- start-up: from building the app to the first painted banner, in process (median of 5), and
+  `cell console` as a process in tmux until the banner is on the screen (median of 3).
+
+Goals (issue 14): lag p99 under 100 ms with no growing backlog; first banner under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from cell.status.checks import CHECK_NAMES  # noqa: E402
+from console.app import make_app  # noqa: E402
+from console.config import BrokerConfig, ConsoleConfig  # noqa: E402
+from policies.clock import iso, parse_iso  # noqa: E402
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_broker(port: int, tmp: Path) -> subprocess.Popen[bytes] | mp.Process:
+    if shutil.which("mosquitto"):
+        conf = tmp / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    else:
+        proc = mp.Process(target=_amqtt, args=(port,), daemon=True)
+        proc.start()
+    wait_port(port)
+    return proc
+
+
+def _amqtt(port: int) -> None:
+    from amqtt.broker import Broker
+
+    async def serve() -> None:
+        b = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+        )
+        await b.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"no broker on 127.0.0.1:{port}")
+
+
+def doc(now: float, n: int) -> bytes:
+    checks = {
+        c: {"ok": True, "ts": iso(now), "detail": f"{c} holds", "fresh_for": 300}
+        for c in CHECK_NAMES
+    }
+    verdict = "sovereign" if n % 10 else "at_risk"
+    return json.dumps(
+        {
+            "schema": "cell.status/1",
+            "site": "bench",
+            "ts": iso(now),
+            "verdict": verdict,
+            "reasons": [] if verdict == "sovereign" else [f"drift: bench change {n}"],
+            "commit": "a" * 40,
+            "dns_blocked_today": n,
+            "checks": checks,
+        }
+    ).encode()
+
+
+def publisher(port: int, rate: int, seconds: float, sent: mp.Value) -> None:  # type: ignore[valid-type]
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    t0 = time.monotonic()
+    n = 0
+    while (elapsed := time.monotonic() - t0) < seconds:
+        due = int(elapsed * rate)
+        while n < due:
+            n += 1
+            c.publish("cell/status", doc(time.time(), n), qos=1, retain=True)
+        sent.value = n  # type: ignore[attr-defined]
+        time.sleep(0.001)
+    time.sleep(1)
+    c.loop_stop()
+    c.disconnect()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+async def feed(port: int, rate: int, seconds: float) -> None:
+    app = make_app(ConsoleConfig(broker=BrokerConfig("127.0.0.1", port)))
+    lags: list[float] = []
+    applied = [0]
+    newest = [0]
+    last_sent = [0.0]
+
+    def on_status(bus: object) -> None:
+        # A burst is judged once, by its newest document; every document it replaced waited at
+        # most from just after the one applied before it. Count each of them with that wait.
+        st = bus.status  # type: ignore[attr-defined]
+        now = time.time()
+        n = st.dns_blocked_today
+        sent_at = parse_iso(st.ts).timestamp()
+        first = last_sent[0] if newest[0] else sent_at
+        lags.extend([now - first] * (n - newest[0] - 1) + [now - sent_at])
+        applied[0] += n - newest[0]
+        newest[0], last_sent[0] = n, sent_at
+
+    app.on_status = on_status
+    sent = mp.Value("i", 0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.bus.link is not None:
+            await pilot.pause(0.05)
+        proc = mp.Process(target=publisher, args=(port, rate, seconds, sent), daemon=True)
+        rss = [(0, rss_mb())]
+        proc.start()
+        t0 = time.monotonic()
+        backlog = []
+        while proc.is_alive() and time.monotonic() - t0 < seconds + 5:
+            await pilot.pause(1.0)
+            second = int(time.monotonic() - t0)
+            backlog.append((second, sent.value - applied[0]))  # type: ignore[attr-defined]
+            if second % 5 == 0:
+                rss.append((second, rss_mb()))
+        drain_t0 = time.monotonic()
+        while applied[0] < sent.value and time.monotonic() - drain_t0 < 30:  # type: ignore[attr-defined]
+            await pilot.pause(0.05)
+        drained = time.monotonic() - drain_t0
+        banner = app.banner_state.text
+        rss.append((int(time.monotonic() - t0), rss_mb()))
+    total = sent.value  # type: ignore[attr-defined]
+    print(
+        f"feed: {total} status documents at {rate}/s for {seconds:.0f} s; applied or superseded "
+        f"{applied[0]} (the newest applied: {newest[0]})"
+    )
+    print(
+        f"lag (send -> it or a newer document applied, banner re-judged): p50 {pct(lags, 50) * 1000:.1f} ms, "
+        f"p99 {pct(lags, 99) * 1000:.1f} ms, max {max(lags, default=0) * 1000:.1f} ms (goal p99 < 100 ms)"
+    )
+    steady = [b for s, b in backlog if 5 <= s <= seconds]
+    print(
+        "backlog (sent - applied) each second: "
+        + " ".join(str(b) for _, b in backlog)
+        + f"\n  max in the steady part {max(steady, default=0)}; after the feed: drained in {drained:.2f} s"
+    )
+    print("rss MB: " + ", ".join(f"{s}s {m:.0f}" for s, m in rss))
+    print(f"banner at the end: {banner}")
+
+
+async def startup_in_process(port: int) -> float:
+    t0 = time.perf_counter()
+    app = make_app(ConsoleConfig(broker=BrokerConfig("127.0.0.1", port)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        while "◆ DATA · SOVEREIGN ◆" not in app.screen_text():
+            await pilot.pause(0.01)
+        return time.perf_counter() - t0
+
+
+def startup_process(port: int) -> float | None:
+    if not shutil.which("tmux"):
+        return None
+    name = f"cell-console-bench-{uuid.uuid4().hex[:6]}"
+    cell = Path(sys.executable).with_name("cell")
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "env",
+            "-i",
+            "TERM=xterm-256color",
+            "LANG=C.UTF-8",
+            str(cell),
+            "console",
+            "--broker",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+    )
+    try:
+        while time.perf_counter() - t0 < 30:
+            out = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+            ).stdout
+            if "◆ DATA · SOVEREIGN ◆" in out:
+                return time.perf_counter() - t0
+            time.sleep(0.02)
+        return None
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cell-console-bench-") as tmp:
+        port = free_port()
+        broker = start_broker(port, Path(tmp))
+        try:
+            from paho.mqtt import publish
+
+            publish.single("cell/status", doc(time.time(), 1), qos=1, retain=True, port=port)
+            ins = [asyncio.run(startup_in_process(port)) for _ in range(5)]
+            procs = [t for t in (startup_process(port) for _ in range(3)) if t is not None]
+            print(
+                f"start-up to the first painted banner: in process median {statistics.median(ins) * 1000:.0f} ms "
+                f"(min {min(ins) * 1000:.0f}); `cell console` in tmux median "
+                + (f"{statistics.median(procs) * 1000:.0f} ms" if procs else "n/a")
+                + " (goal < 1 s)"
+            )
+            asyncio.run(feed(port, args.rate, args.seconds))
+        finally:
+            broker.terminate()
+
+
+if __name__ == "__main__":
+    main()
