@@ -154,3 +154,13 @@ def add_console_commands(sub: Any) -> None:
     add_repo(sp)
     add_state_dir(sp)
     sp.set_defaults(handler=cmd_console)
+
+
+def open_on_lab(repo_dir: str) -> int:
+    """`cell demo` on a terminal: the console on the lab, in a process of its own (it enters
+    the lab's gateway namespace; the demo, which removes the lab afterwards, stays outside)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cell.cli", "console", "--lab", "--repo", repo_dir])
+    return done.returncode

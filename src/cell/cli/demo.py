@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -95,6 +96,11 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
         print(
             f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
         )
+        if sys.stdout.isatty() and sys.stdin.isatty():
+            from cell.cli.console import open_on_lab
+
+            print("\n  Opening the console on the lab (q leaves it; the lab is removed then).")
+            open_on_lab(str(path))
         if keep:
             print(
                 f"\n  The lab is still up. Look around:  ip netns exec {info.gateway} nft list ruleset"

@@ -1,0 +1,88 @@
+"""`cell console --lab` on a real lab (root): it finds the lab's broker inside the gateway
+namespace, logs in to the real mosquitto, and reads the lab's state directory. With the daemon
+(`cell run`, started by `cell lab up` once it exists) the banner reads sovereign, and a
+hand-inserted leak turns it at risk within 2 s; without it, the banner says there is no
+status yet (and, crucially, not that it cannot connect)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firewall import netns
+from policies import Policy
+from test_console_tmux import Pane
+
+pytestmark = pytest.mark.root
+CELL = [sys.executable, "-m", "cell.cli"]
+DAEMON = importlib.util.find_spec("cell.run") is not None
+
+
+def lab_up(repo: Path) -> None:
+    done = subprocess.run([*CELL, "lab", "up", "--repo", str(repo)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_console_on_the_lab(fresh: tuple[Policy, Path]) -> None:
+    policy, repo = fresh
+    lab_up(repo)
+    once = [*CELL, "console", "--lab", "--repo", str(repo), "--once", "--width", "120"]
+    deadline = time.monotonic() + (60 if DAEMON else 0)
+    while True:
+        done = subprocess.run(once, capture_output=True, text=True, timeout=60)
+        if not DAEMON or done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    out = done.stdout
+    assert "not connected" not in out, out + done.stderr
+    assert f"bridge 'hub' of site {policy.site.site.id}" in out  # the policy as applied
+    assert "✗ never bridged  site/+/snapshots/#" in out
+    last = out.splitlines()[-1]
+    if not DAEMON:
+        assert done.returncode == 3 and last.endswith("? DATA · UNKNOWN ?"), out
+        assert "no status yet" in last
+        return
+    assert done.returncode == 0 and last.endswith("◆ DATA · SOVEREIGN ◆"), out
+
+    pane = Pane(
+        [
+            "env",
+            "-i",
+            "TERM=xterm-256color",
+            "LANG=C.UTF-8",
+            *CELL,
+            "console",
+            "--lab",
+            "--repo",
+            str(repo),
+        ],
+        {},
+        (140, 40),
+    )
+    try:
+        pane.wait("◆ DATA · SOVEREIGN ◆", timeout=20)
+        gateway = f"cell-{policy.site.site.id}.gw"
+        netns.run(
+            gateway, ["nft", "insert", "rule", "inet", "cell", "forward", "accept"], check=True
+        )
+        took = pane.wait("▲ DATA · AT RISK ▲", timeout=5)
+        assert took < 2.0, f"the banner took {took:.2f} s"
+        assert "drift:" in pane.text()
+        for key, title in (
+            ("1", "1 SYNOPSIS"),
+            ("2", "2 MQTT"),
+            ("3", "3 CAMS"),
+            ("4", "4 GITOPS"),
+            ("5", "5 HEALTH"),
+        ):
+            pane.keys(key)
+            pane.wait(f"{title} ·", timeout=3)
+        pane.keys("q")
+        pane.wait("CONSOLE-EXITED 0", timeout=5)
+    finally:
+        pane.close()
