@@ -44,6 +44,7 @@ class Panel(Vertical):
         self._build = rows
         self._rows: list[Row] = []
         self._shown: list[str] = []
+        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.key} {self.title} · {self.subtitle}", classes="panel-title")
@@ -67,15 +68,25 @@ class Panel(Vertical):
             self._rows = rows
             return
         table = self.query_one(DataTable)
-        at = table.cursor_row
         lines = [
             Text(r.text + (" ⏎" if r.evidence else ""), style=STYLES[r.tone], no_wrap=True)
             for r in rows
         ]
+        width = max((t.cell_len for t in lines), default=1)
+        if len(texts) == len(self._shown) and width <= self._width:
+            # The same shape: change only the lines that changed (a feed of statuses changes
+            # a line or two, and redrawing the whole table each time costs the banner its lag).
+            for i, (old, new) in enumerate(zip(self._shown, texts, strict=True)):
+                if old != new:
+                    table.update_cell(str(i), "row", lines[i])
+            self._rows, self._shown = rows, texts
+            return
+        at = table.cursor_row
         # One column as wide as the widest line (horizontal scroll beyond the screen), set
         # here rather than measured by the table, so a screen is the same however it was built.
         table.clear(columns=True)
-        table.add_column("row", key="row", width=max((t.cell_len for t in lines), default=1))
+        table.add_column("row", key="row", width=width)
+        self._width = width
         for i, line in enumerate(lines):
             table.add_row(line, key=str(i))
         if rows:

@@ -162,5 +162,7 @@ def open_on_lab(repo_dir: str) -> int:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "cell.cli", "console", "--lab", "--repo", repo_dir])
+    done = subprocess.run(
+        [sys.executable, "-m", "cell.cli", "console", "--lab", "--repo", repo_dir]
+    )
     return done.returncode
