@@ -230,3 +230,30 @@ def test_env_helper_restores() -> None:
 
         assert os.environ["CELL_X_TEST"] == "1"
     assert "CELL_X_TEST" not in __import__("os").environ
+
+
+@aio
+async def test_the_feed_goes_on_under_the_evidence_screen(broker: Broker) -> None:
+    broker.publish("cell/status", status_doc(time.time()))
+    app = make_app(config(broker))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: has(app, "◆ DATA · SOVEREIGN ◆"))
+        panel = app.shown_panel()
+        row = next(i for i, r in enumerate(panel.rows) if r.title == "check trust")
+        for _ in range(row):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: has(app, "evidence · check trust"))
+        broker.publish("cell/status", at_risk(time.time()))
+        await wait_for(pilot, lambda: has(app, "▲ DATA · AT RISK ▲"))
+        assert has(app, "evidence · check trust"), "still on the evidence, banner updated"
+        await pilot.press("question_mark")  # help over the evidence
+        await wait_for(pilot, lambda: has(app, "help · esc back") and has(app, "AT RISK"))
+        await pilot.press("slash")  # the filter belongs to the panels: back to them
+        await wait_for(pilot, lambda: has(app, "1 SYNOPSIS ·"))
+        await pilot.press(*"drift")
+        await wait_for(pilot, lambda: not has(app, "segregation holds"))
+        assert has(app, "drift")
+        await pilot.press("escape")
+        await pilot.press("3")
+        await wait_for(pilot, lambda: has(app, "3 CAMS ·"))

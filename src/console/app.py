@@ -84,19 +84,25 @@ class CellConsole(App[int]):
         self.banner_state: BannerState = view_banner(self.view())
         self._dirty = True
         self._inbox: Inbox | None = None
-        self.painted_at: float | None = None
-        """When the banner was first painted (monotonic), for the start-up figure."""
         self.on_status: Callable[[BusState], None] | None = None
         """A hook the bench sets: called after each status document is applied."""
 
     # --- composition ----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(self._tabs(), id="tabs")
-        yield Input(placeholder="filter rows (enter: keep, esc: clear)", id="filter")
-        with ContentSwitcher(initial=panel_id(PANELS[0][0])):
-            for i, (name, rows) in enumerate(PANELS, 1):
-                yield Panel(i, name, SUBTITLES[name], rows, id=panel_id(name))
+        # The app keeps its own widgets by reference: a query would search whichever screen is
+        # on top (evidence, help), and the feed goes on while one is.
+        self._tab_bar = Static(self._tabs(), id="tabs")
+        self._filter = Input(placeholder="filter rows (enter: keep, esc: clear)", id="filter")
+        self._switcher = ContentSwitcher(initial=panel_id(PANELS[0][0]))
+        self._panels = {
+            name: Panel(i, name, SUBTITLES[name], rows, id=panel_id(name))
+            for i, (name, rows) in enumerate(PANELS, 1)
+        }
+        yield self._tab_bar
+        yield self._filter
+        with self._switcher:
+            yield from self._panels.values()
         yield Banner(self.banner_state, id="banner")
 
     def _tabs(self) -> str:
@@ -107,8 +113,7 @@ class CellConsole(App[int]):
         return f"{tabs}   ? help  / filter  q quit"
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
-        self.painted_at = time.monotonic()
+        self._filter.display = False
         if self.source is not None:
             self._inbox = Inbox(asyncio.get_running_loop(), self.deliver)
             self.listen()
@@ -204,16 +209,19 @@ class CellConsole(App[int]):
         return "\n".join(line.rstrip() for line in console.export_text().splitlines())
 
     def shown_panel(self) -> Panel:
-        return self.query_one(f"#{panel_id(self.current)}", Panel)
+        return self._panels[self.current]
+
+    def _to_main(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
 
     # --- actions ----------------------------------------------------------------------------
 
     def action_panel(self, key: int) -> None:
-        if len(self.screen_stack) > 1:
-            self.pop_screen()
+        self._to_main()
         self.current = PANELS[key - 1][0]
-        self.query_one(ContentSwitcher).current = panel_id(self.current)
-        self.query_one("#tabs", Static).update(self._tabs())
+        self._switcher.current = panel_id(self.current)
+        self._tab_bar.update(self._tabs())
         self._dirty = True
         self.paint()
         self.shown_panel().focus_rows()
@@ -222,12 +230,13 @@ class CellConsole(App[int]):
         self.push_screen(HelpScreen(self.banner_state))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        self._to_main()
+        box = self._filter
         box.display = True
         box.focus()
 
     def action_clear(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self._filter
         if box.display or self.needle:
             box.value = ""
             box.display = False

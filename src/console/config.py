@@ -39,5 +39,3 @@ class ConsoleConfig:
     repo: str | None = None
     """The site-config repo, for the policy when the state has no stored applied commit."""
     refresh: float = REFRESH
-    site_hint: str = ""
-    """What the operator asked for (`lab lisbon-01`), shown until the bus says more."""

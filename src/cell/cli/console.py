@@ -76,7 +76,6 @@ def resolve(args: argparse.Namespace) -> tuple[ConsoleConfig, str | None]:
             broker=broker,
             state_dir=state or lab.layout.state,
             repo=repo_dir,
-            site_hint=f"lab {lab.site}",
         )
         return config, lab.gateway
     host, port = parse_broker(args.broker or paths.CONSOLE_BROKER)
