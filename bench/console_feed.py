@@ -132,6 +132,28 @@ def publisher(port: int, rate: int, seconds: float, sent: mp.Value) -> None:  # 
     c.disconnect()
 
 
+def baseline(port: int, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """A bare subscriber in a process of its own: the lag the machine, the broker and the
+    publisher cause without any console (the same-run baseline)."""
+    import paho.mqtt.client as mqtt
+
+    lags: list[float] = []
+
+    def on_message(_c: object, _u: object, m: mqtt.MQTTMessage) -> None:
+        at = m.payload.find(b'"ts": "')
+        if at >= 0:
+            lags.append(time.time() - parse_iso(m.payload[at + 7 : at + 31].decode()).timestamp())
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-{uuid.uuid4().hex[:6]}")
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.subscribe("cell/status", qos=1)
+    c.loop_start()
+    time.sleep(seconds + 3)
+    c.loop_stop()
+    out.put((pct(lags, 50), pct(lags, 99), max(lags, default=0), len(lags)))
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -191,6 +213,10 @@ async def feed(port: int, rate: int, seconds: float) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         while app.bus.link is not None:
             await pilot.pause(0.05)
+        results: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        base = mp.Process(target=baseline, args=(port, seconds, results), daemon=True)
+        base.start()
+        await pilot.pause(0.5)
         proc = mp.Process(target=publisher, args=(port, rate, seconds, sent), daemon=True)
         rss = [(0, rss_mb())]
         proc.start()
@@ -209,6 +235,7 @@ async def feed(port: int, rate: int, seconds: float) -> None:
         banner = app.banner_state.text
         rss.append((int(time.monotonic() - t0), rss_mb()))
     watcher.cancel()
+    b50, b99, bmax, bn = results.get(timeout=30)
     Inbox.message = original  # type: ignore[method-assign]
     total = sent.value  # type: ignore[attr-defined]
     print(
@@ -224,6 +251,10 @@ async def feed(port: int, rate: int, seconds: float) -> None:
         f"p99 {pct(received, 99) * 1000:.1f} ms, max {max(received, default=0) * 1000:.1f} ms; "
         f"the screen's loop stalled at most {max(stalls, default=0) * 1000:.0f} ms "
         f"(p99 {pct(stalls, 99) * 1000:.0f} ms)"
+    )
+    print(
+        f"  baseline, a bare paho subscriber in its own process, same run: p50 {b50 * 1000:.1f} ms, "
+        f"p99 {b99 * 1000:.1f} ms, max {bmax * 1000:.1f} ms ({bn} received)"
     )
     steady = [b for s, b in backlog if 5 <= s <= seconds]
     print(
@@ -250,6 +281,7 @@ def startup_process(port: int) -> float | None:
     name = f"cell-console-bench-{uuid.uuid4().hex[:6]}"
     cell = Path(sys.executable).with_name("cell")
     t0 = time.perf_counter()
+    command = f"{cell} console --broker 127.0.0.1:{port}; sleep 5"
     subprocess.run(
         [
             "tmux",
@@ -265,10 +297,9 @@ def startup_process(port: int) -> float | None:
             "-i",
             "TERM=xterm-256color",
             "LANG=C.UTF-8",
-            str(cell),
-            "console",
-            "--broker",
-            f"127.0.0.1:{port}",
+            "sh",
+            "-c",
+            command,
         ],
         check=True,
     )

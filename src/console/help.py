@@ -26,7 +26,8 @@ The banner at the bottom right is the daemon's verdict, never the console's:
                          or this console is not connected to the bus
 Marks: ✓ ok   ✗ failed   … stale   ? missing   ⏎ evidence behind the row
 
-The console is read-only: it changes nothing on the Cell.
+The console is read-only: it changes nothing on the Cell. The mouse is optional; to select
+text with the terminal, hold Shift while dragging.
 
 Checks:
 """

@@ -9,6 +9,11 @@ from console.view import MARKS, Row, View, aligned, head, stamp
 SHOWN = 40
 
 
+def _counter(src: str, dst: str) -> str:
+    """The nft counter a (source, destination class) pair is counted by (`split_counter`)."""
+    return f"drop_{src}_{dst}" if src in ("other", "invalid") else f"drop_{src}.{dst}"
+
+
 def rows(view: View) -> list[Row]:
     rec, bus, now = view.records, view.bus, view.now
     out: list[Row] = []
@@ -61,7 +66,7 @@ def rows(view: View) -> list[Row]:
             Row(
                 f"  {src} → {dst}: {packets} dropped today",
                 "plain",
-                f"counter drop_{src}.{dst}: {packets} packets, {nbytes} bytes on {rec.day} "
+                f"counter {_counter(src, dst)}: {packets} packets, {nbytes} bytes on {rec.day} "
                 f"({rec.timezone}); totals survive re-applies",
                 f"drops {src} → {dst}",
             )
