@@ -285,6 +285,8 @@ def startup_process(port: int) -> float | None:
     subprocess.run(
         [
             "tmux",
+            "-L",
+            name,
             "new-session",
             "-d",
             "-s",
@@ -306,14 +308,16 @@ def startup_process(port: int) -> float | None:
     try:
         while time.perf_counter() - t0 < 30:
             out = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+                ["tmux", "-L", name, "capture-pane", "-p", "-t", name],
+                capture_output=True,
+                text=True,
             ).stdout
             if "◆ DATA · SOVEREIGN ◆" in out:
                 return time.perf_counter() - t0
             time.sleep(0.02)
         return None
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
 
 
 def main() -> None:

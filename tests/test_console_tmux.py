@@ -30,6 +30,8 @@ class Pane:
         subprocess.run(
             [
                 "tmux",
+                "-L",
+                self.name,
                 "new-session",
                 "-d",
                 "-s",
@@ -49,11 +51,12 @@ class Pane:
         )
 
     def text(self, escapes: bool = False) -> str:
-        args = ["tmux", "capture-pane", "-p", "-t", self.name] + (["-e"] if escapes else [])
+        args = ["tmux", "-L", self.name, "capture-pane", "-p", "-t", self.name]
+        args += ["-e"] if escapes else []
         return subprocess.run(args, capture_output=True, text=True, check=True).stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run(["tmux", "-L", self.name, "send-keys", "-t", self.name, *keys], check=True)
 
     def wait(self, needle: str, timeout: float = 10.0) -> float:
         """Seconds until `needle` is on the screen (fails with the screen)."""
@@ -65,7 +68,8 @@ class Pane:
         raise AssertionError(f"{needle!r} not on the screen after {timeout}s:\n{self.text()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        # A server of its own (-L): nothing another test or person runs in tmux is touched.
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
 
 
 @pytest.fixture
