@@ -9,6 +9,8 @@ console headless in this one (`make_app(...).run_test()`, the app the CLI runs).
 - lag: from a document's send time to the console having applied it and re-judged the banner
   (p50, p99, max), and the backlog (sent minus applied) each second and after the feed stops;
 - memory: this process's RSS at the start, each 5 s, and at the end;
+- CPU: the console process's CPU time over the feed (well under a core means a lag comes from
+  the machine's scheduling, not from the console's own work);
 - start-up: from building the app to the first painted banner, in process (median of 5), and
   `cell console` as a process in tmux until the banner is on the screen (median of 3).
 
@@ -90,12 +92,16 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise SystemExit(f"no broker on 127.0.0.1:{port}")
 
 
-def doc(now: float, n: int) -> bytes:
+FLIP = 10
+"""Every FLIP-th document is at_risk (0: none): the banner changes twice per FLIP documents."""
+
+
+def doc(now: float, n: int, flip: int = 0) -> bytes:
     checks = {
         c: {"ok": True, "ts": iso(now), "detail": f"{c} holds", "fresh_for": 300}
         for c in CHECK_NAMES
     }
-    verdict = "sovereign" if n % 10 else "at_risk"
+    verdict = "at_risk" if flip and n % flip == 0 else "sovereign"
     return json.dumps(
         {
             "schema": "cell.status/1",
@@ -110,7 +116,7 @@ def doc(now: float, n: int) -> bytes:
     ).encode()
 
 
-def publisher(port: int, rate: int, seconds: float, sent: mp.Value) -> None:  # type: ignore[valid-type]
+def publisher(port: int, rate: int, seconds: float, sent: mp.Value, flip: int) -> None:  # type: ignore[valid-type]
     import paho.mqtt.client as mqtt
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
@@ -124,7 +130,7 @@ def publisher(port: int, rate: int, seconds: float, sent: mp.Value) -> None:  # 
         due = int(elapsed * rate)
         while n < due:
             n += 1
-            c.publish("cell/status", doc(time.time(), n), qos=1, retain=True)
+            c.publish("cell/status", doc(time.time(), n, flip), qos=1, retain=True)
         sent.value = n  # type: ignore[attr-defined]
         time.sleep(0.001)
     time.sleep(1)
@@ -166,7 +172,7 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-async def feed(port: int, rate: int, seconds: float) -> None:
+async def feed(port: int, rate: int, seconds: float, flip: int = FLIP) -> None:
     app = make_app(ConsoleConfig(broker=BrokerConfig("127.0.0.1", port)))
     lags: list[float] = []
     applied = [0]
@@ -217,9 +223,10 @@ async def feed(port: int, rate: int, seconds: float) -> None:
         base = mp.Process(target=baseline, args=(port, seconds, results), daemon=True)
         base.start()
         await pilot.pause(0.5)
-        proc = mp.Process(target=publisher, args=(port, rate, seconds, sent), daemon=True)
+        proc = mp.Process(target=publisher, args=(port, rate, seconds, sent, flip), daemon=True)
         rss = [(0, rss_mb())]
         proc.start()
+        cpu0 = time.process_time()
         t0 = time.monotonic()
         backlog = []
         while proc.is_alive() and time.monotonic() - t0 < seconds + 5:
@@ -238,6 +245,7 @@ async def feed(port: int, rate: int, seconds: float) -> None:
     b50, b99, bmax, bn = results.get(timeout=30)
     Inbox.message = original  # type: ignore[method-assign]
     total = sent.value  # type: ignore[attr-defined]
+    cpu = time.process_time() - cpu0
     print(
         f"feed: {total} status documents at {rate}/s for {seconds:.0f} s; applied or superseded "
         f"{applied[0]} (the newest applied: {newest[0]})"
@@ -261,6 +269,9 @@ async def feed(port: int, rate: int, seconds: float) -> None:
         "backlog (sent - applied) each second: "
         + " ".join(str(b) for _, b in backlog)
         + f"\n  max in the steady part {max(steady, default=0)}; after the feed: drained in {drained:.2f} s"
+    )
+    print(
+        f"console CPU: {cpu:.1f} s over the feed ({cpu / seconds * 100:.0f}% of a core); {f'every {flip}th document at risk' if flip else 'no document at risk'}"
     )
     print("rss MB: " + ", ".join(f"{s}s {m:.0f}" for s, m in rss))
     print(f"banner at the end: {banner}")
@@ -324,6 +335,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--flip", type=int, default=FLIP, help="every Nth document at risk (0: none)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="cell-console-bench-") as tmp:
         port = free_port()
@@ -340,7 +352,7 @@ def main() -> None:
                 + (f"{statistics.median(procs) * 1000:.0f} ms" if procs else "n/a")
                 + " (goal < 1 s)"
             )
-            asyncio.run(feed(port, args.rate, args.seconds))
+            asyncio.run(feed(port, args.rate, args.seconds, args.flip))
         finally:
             broker.terminate()
 
