@@ -1,9 +1,11 @@
 """The console app. `make_app` builds it for the CLI, the tests and the bench alike.
 
-Data flows one way: the bus source feeds `BusState` (in the app's event loop), a thread worker
-reads the Cell's records, and the app hands a `View` down to the visible panel and the state
-to every banner. The banner is repainted as soon as a message changes it, and every half
-second (a status goes stale with no message at all); panels at most every `PAINT` seconds.
+Data flows one way: the bus source runs in a thread worker of its own and hands batches over
+(`Inbox`), which the app applies to `BusState` in its loop; another thread worker reads the
+Cell's records; the app hands a `View` down to the visible panel and the banner's state to
+every banner on every screen. The banner is re-judged as soon as a batch arrives, and every
+half second (a status goes stale with no message at all); panels repaint at most every
+`PAINT` seconds, and then only the lines that changed.
 """
 
 from __future__ import annotations
