@@ -257,3 +257,20 @@ async def test_the_feed_goes_on_under_the_evidence_screen(broker: Broker) -> Non
         await pilot.press("escape")
         await pilot.press("3")
         await wait_for(pilot, lambda: has(app, "3 CAMS ·"))
+
+
+@aio
+async def test_unreadable_records_do_not_end_the_console(broker: Broker, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "journal.json").write_text("{not json")
+    (state / "cell.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    broker.publish("cell/status", status_doc(time.time()))
+    app = make_app(config(broker, state))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: has(app, "◆ DATA · SOVEREIGN ◆"))
+        await pilot.press("4")
+        await wait_for(pilot, lambda: has(app, "4 GITOPS ·"))
+        await pilot.press("1")
+        await wait_for(pilot, lambda: has(app, "unreadable journal") or has(app, "cannot read"))
+        assert has(app, "◆ DATA · SOVEREIGN ◆")

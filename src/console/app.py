@@ -166,7 +166,13 @@ class CellConsole(App[int]):
     @work(thread=True, exclusive=True, group="records")
     def read(self) -> None:
         assert self.config.state_dir is not None
-        records = read_records(self.config.state_dir, self.config.repo, self.clock())
+        try:
+            records = read_records(self.config.state_dir, self.config.repo, self.clock())
+        except Exception as e:  # a record the console cannot read must not end the console
+            self.call_from_thread(
+                self.notify, f"cannot read the Cell's records: {e}", severity="error", timeout=8
+            )
+            return
         self.call_from_thread(self._got_records, records)
 
     def _got_records(self, records: Records) -> None:

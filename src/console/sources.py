@@ -89,6 +89,8 @@ class BusSource:
                 sink.link(f"{b.where}: {e}")
             except OSError as e:
                 sink.link(f"{b.where}: {e.strerror or e}")
+            except Exception as e:  # whatever breaks a connection, the reader tries again
+                sink.link(f"{b.where}: {type(e).__name__}: {e}")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
