@@ -95,6 +95,7 @@ def test_once_text(cell: Path, verdict: str, request: pytest.FixtureRequest) -> 
     compare(f"once-{verdict}.txt", render_text(frozen_view(verdict), width=100), request)
 
 
+PANEL_NAMES = ("SYNOPSIS", "MQTT", "CAMS", "GITOPS", "HEALTH")
 SCREENS = [
     ("synopsis", "1", (80, 24), "sovereign"),
     ("synopsis", "1", (160, 48), "sovereign"),
@@ -116,7 +117,12 @@ async def screen(verdict: str, key: str, size: tuple[int, int]) -> str:
             if app.records is not None and app.bus.status is not None:
                 break
         await pilot.press(key)
-        await pilot.pause(0.3)
+        title = f"{key} {dict(zip('12345', PANEL_NAMES, strict=True))[key]} ·"
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if title in app.screen_text():
+                break
+        await pilot.pause(0.2)
         return app.screen_text() + "\n"
 
 
