@@ -104,7 +104,13 @@ def cmd_console(args: argparse.Namespace) -> int:
     if netns is not None:
         from firewall import netns as ns
 
-        ns.enter(netns)  # before any socket or thread: the console lives in the lab's gateway
+        try:
+            ns.enter(netns)  # before any socket or thread: the console lives in the lab's gateway
+        except OSError as e:
+            raise UsageError(
+                f"cannot enter the lab's gateway namespace {netns} ({e.strerror or e}): "
+                "the lab's console needs root, like the lab"
+            ) from None
     if args.once:
         import asyncio
 
