@@ -176,12 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cell.cli.gitops import add_gitops_commands
 
     add_gitops_commands(sub)
-    from cell.cli.pcap import add_pcap_commands
-
-    add_pcap_commands(sub)
     from cell.cli.console import add_console_commands
 
     add_console_commands(sub)
+    from cell.cli.pcap import add_pcap_commands
+
+    add_pcap_commands(sub)
 
     sp = command("demo", cmd_demo, "run the product on the embedded example site", json_flag=False)
     sp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
