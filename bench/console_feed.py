@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import shutil
 import statistics
 import subprocess
@@ -329,6 +330,7 @@ def startup_process(port: int) -> float | None:
         return None
     finally:
         subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+        (Path(f"/tmp/tmux-{os.getuid()}") / name).unlink(missing_ok=True)
 
 
 def main() -> None:

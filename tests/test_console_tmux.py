@@ -70,6 +70,8 @@ class Pane:
     def close(self) -> None:
         # A server of its own (-L): nothing another test or person runs in tmux is touched.
         subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
+        socket = Path(f"/tmp/tmux-{os.getuid()}") / self.name
+        socket.unlink(missing_ok=True)
 
 
 @pytest.fixture
