@@ -106,3 +106,10 @@ def test_the_reason_fits_before_the_head() -> None:
         line.endswith("▲ DATA · AT RISK ▲") and len(line) == 60 and line.startswith("drift: rule")
     )
     assert "…" in line
+
+
+def test_connecting_is_not_a_lost_connection() -> None:
+    from console.model import CONNECTING
+
+    state = banner_state(doc(), online(), NOW, link=CONNECTING)
+    assert state == BannerState("unknown", "connecting to the status bus…")

@@ -86,3 +86,41 @@ def test_console_on_the_lab(fresh: tuple[Policy, Path]) -> None:
         pane.wait("CONSOLE-EXITED 0", timeout=5)
     finally:
         pane.close()
+
+
+def test_demo_on_a_terminal_ends_in_the_console(fresh: tuple[Policy, Path]) -> None:
+    from cell.lab import lab_status
+
+    policy, repo = fresh
+    path = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+    pane = Pane(
+        [
+            "env",
+            "-i",
+            "TERM=xterm-256color",
+            "LANG=C.UTF-8",
+            path,
+            *CELL,
+            "demo",
+            "--repo",
+            str(repo),
+        ],
+        {},
+        (130, 40),
+    )
+    try:
+        pane.wait("1 SYNOPSIS · the site at a glance", timeout=240)
+        for _ in range(100):  # connected: the banner leaves "connecting"
+            last = pane.text().rstrip().splitlines()[-1]
+            if "connecting" not in last:
+                break
+            time.sleep(0.1)
+        assert last.endswith(("◆ DATA · SOVEREIGN ◆", "? DATA · UNKNOWN ?")), last
+        assert "not connected" not in last
+        assert lab_status(policy.site.site.id) is not None
+        pane.keys("q")
+        pane.wait("The lab was removed", timeout=60)
+        pane.wait("CONSOLE-EXITED 0", timeout=10)
+        assert lab_status(policy.site.site.id) is None
+    finally:
+        pane.close()

@@ -26,7 +26,7 @@ from console.content import PANELS
 from console.evidence import EvidenceScreen
 from console.help import HelpScreen
 from console.inbox import Inbox
-from console.model import BusState
+from console.model import CONNECTING, BusState
 from console.panel import Panel
 from console.records import Records, read_records
 from console.sources import StatusSource, make_source
@@ -76,7 +76,7 @@ class CellConsole(App[int]):
         self.source = source
         self.clock = clock
         self.bus = BusState(
-            where=source.where if source else "", link=None if source is None else "connecting"
+            where=source.where if source else "", link=None if source is None else CONNECTING
         )
         if source is None:
             self.bus.link = "no status bus given"

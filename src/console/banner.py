@@ -18,6 +18,7 @@ from textual.widget import Widget
 
 from cell.status.document import Availability, StatusDoc
 from cell.status.verdict import verdict
+from console.model import CONNECTING
 from policies.clock import parse_iso
 
 BannerKind = Literal["sovereign", "at_risk", "unknown"]
@@ -68,6 +69,8 @@ def banner_state(
     link: str | None = None,
 ) -> BannerState:
     """What the banner says. `link`: why the reader is not connected to the bus (None: it is)."""
+    if link == CONNECTING:
+        return BannerState("unknown", "connecting to the status bus…")
     if link is not None:
         return BannerState("unknown", f"not connected to the status bus: {link}")
     offline = availability is not None and availability.state == "offline"

@@ -25,6 +25,9 @@ from cell.status.document import (
 )
 from policies.record import first_error
 
+CONNECTING: Final = "connecting"
+"""The `link` of a reader that has not reached the bus yet (as opposed to one that lost it)."""
+
 CHECK_PREFIX: Final = "cell/check/"
 EVENTS_KEPT: Final = 500
 
@@ -41,7 +44,7 @@ class BusState:
     """Full detail (with evidence) from `cell/check/<name>`."""
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     problems: deque[str] = field(default_factory=lambda: deque(maxlen=50))
-    link: str | None = "connecting"
+    link: str | None = CONNECTING
     where: str = ""
     """Which bus: `HOST:PORT` or the recorded file's path."""
     received: int = 0

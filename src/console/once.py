@@ -12,7 +12,7 @@ import time
 
 from console.banner import BannerState
 from console.config import ConsoleConfig
-from console.model import BusState
+from console.model import CONNECTING, BusState
 from console.records import read_records
 from console.sources import make_source
 from console.text import view_banner
@@ -39,7 +39,7 @@ async def snapshot(config: ConsoleConfig, wait: float = 3.0) -> tuple[View, Bann
     source = make_source(config, follow=False)
     bus = BusState(where=source.where if source else "", link="no status bus given")
     if source is not None:
-        bus.link = "connecting"
+        bus.link = CONNECTING
         sink = _Collect(bus)
         task = asyncio.create_task(source.run(sink))
         with contextlib.suppress(TimeoutError):
@@ -49,7 +49,7 @@ async def snapshot(config: ConsoleConfig, wait: float = 3.0) -> tuple[View, Bann
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if bus.link == "connecting":
+        if bus.link == CONNECTING:
             bus.link = f"{source.where}: no answer within {wait:.0f}s"
     records = None
     if config.state_dir:
