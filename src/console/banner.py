@@ -114,6 +114,16 @@ def banner_line(state: BannerState, width: int) -> str:
     return f"{reason}  {head}"
 
 
+STYLES: Final[dict[BannerKind, str]] = {
+    "sovereign": "bold white on dark_green",
+    "at_risk": "bold white on red3",
+    "unknown": "bold italic black on dark_orange3",
+}
+"""Each kind's look. Set when drawn, not by CSS classes: a banner that changes many times a
+second must not make Textual restyle the screen each time. NO_COLOR greys them out (Textual's
+filter); the words and glyphs stay."""
+
+
 class Banner(Widget):
     """The banner widget: docked at the bottom, its head in the bottom-right corner. Set its
     state with `show` (attributes down); it is fitted to its width each time it is drawn."""
@@ -133,16 +143,9 @@ class Banner(Widget):
     def show(self, state: BannerState) -> None:
         if state != self._state:
             self._state = state
-            self._restyle()
             self.refresh()
-
-    def on_mount(self) -> None:
-        self._restyle()
-
-    def _restyle(self) -> None:
-        for kind in HEADS:
-            self.set_class(kind == self._state.kind, f"-{kind.replace('_', '-')}")
 
     def render(self) -> Text:
         width = max(self.size.width, 1)
-        return Text(banner_line(self._state, width).rjust(width), no_wrap=True, overflow="crop")
+        line = banner_line(self._state, width).rjust(width)
+        return Text(line, style=STYLES[self._state.kind], no_wrap=True, overflow="crop")
