@@ -148,12 +148,12 @@ def at_risk(now: float) -> dict[str, Any]:
     )
 
 
-def make_state(root: Path, now: float = FROZEN) -> Path:
+def make_state(root: Path, now: float = FROZEN, site: Path = EXAMPLE) -> Path:
     """A Cell's state directory with real records: an applied signed commit (and its stored
     tree: the example site), ledger entries, DNS counts, drops, probe runs, a bridge snapshot."""
     state = State(root)
     tree = state.trees / COMMIT
-    shutil.copytree(EXAMPLE, tree, ignore=shutil.ignore_patterns(".git"))
+    shutil.copytree(site, tree, ignore=shutil.ignore_patterns(".git"))
     signature = {
         "status": "good",
         "format": "ssh",

@@ -2,6 +2,7 @@
 itself at 80×24 and 160×48 (and under NO_COLOR, where the words and glyphs must stay the same).
 
     tests/golden/console/NAME.txt
+    tests/golden/console/site/      the policy they show (a frozen copy of the example site)
 
 A change fails with a unified diff; review it, then regenerate on purpose:
 `pytest tests/test_console_golden.py --update-golden` (or `make golden`), and commit the diff.
@@ -58,7 +59,7 @@ def cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A frozen Cell in the current directory: `state/` and `bus-*.jsonl` (relative paths,
     so nothing of the temporary directory's name reaches the text)."""
     monkeypatch.chdir(tmp_path)
-    make_state(Path("state"), now=FROZEN)
+    make_state(Path("state"), now=FROZEN, site=GOLDEN / "site")
     for verdict in ("sovereign", "at_risk"):
         record_bus(Path(f"bus-{verdict}.jsonl"), bus_messages(verdict))
     return tmp_path

@@ -7,9 +7,11 @@ status yet (and, crucially, not that it cannot connect)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +22,43 @@ from test_console_tmux import Pane
 
 pytestmark = pytest.mark.root
 CELL = [sys.executable, "-m", "cell.cli"]
+PYTHONPATH = [f"PYTHONPATH={os.environ['PYTHONPATH']}"] if os.environ.get("PYTHONPATH") else []
 DAEMON = importlib.util.find_spec("cell.run") is not None
 
 
-def lab_up(repo: Path) -> None:
-    done = subprocess.run([*CELL, "lab", "up", "--repo", str(repo)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+@pytest.fixture
+def signed_lab(tmp_path: Path) -> Iterator[tuple[Policy, Path]]:
+    """The example under a fresh site id, as a lab, with a signed commit applied through the
+    trust gate (what a sovereign verdict needs); the daemon runs once `cell lab up` starts it."""
+    from cell.lab import lab_down
+    from labsite import new_id
+    from policies import load_policy
+    from test_trust import Keys, SignedRepo
+
+    site_id = new_id()
+    keys = Keys(tmp_path / "keys")
+    repo = SignedRepo(tmp_path / "repo", keys, site_id)
+    (tmp_path / "enrolled").write_text(keys.signers("ana"))
+    try:
+        for args in (
+            ["lab", "up"],  # applies for the lab (and starts the daemon, where there is one)
+            ["enroll", "--signers", str(tmp_path / "enrolled")],
+            ["apply"],
+        ):
+            done = subprocess.run(
+                [*CELL, *args, "--repo", str(repo.root)], capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        yield load_policy(repo.root), repo.root
+    finally:
+        lab_down(site_id)
+        keys.close()
 
 
-def test_console_on_the_lab(fresh: tuple[Policy, Path]) -> None:
-    policy, repo = fresh
-    lab_up(repo)
+def test_console_on_the_lab(signed_lab: tuple[Policy, Path]) -> None:
+    policy, repo = signed_lab
     once = [*CELL, "console", "--lab", "--repo", str(repo), "--once", "--width", "120"]
-    deadline = time.monotonic() + (60 if DAEMON else 0)
+    deadline = time.monotonic() + (90 if DAEMON else 0)
     while True:
         done = subprocess.run(once, capture_output=True, text=True, timeout=60)
         if not DAEMON or done.returncode == 0 or time.monotonic() > deadline:
@@ -42,6 +68,7 @@ def test_console_on_the_lab(fresh: tuple[Policy, Path]) -> None:
     assert "not connected" not in out, out + done.stderr
     assert f"bridge 'hub' of site {policy.site.site.id}" in out  # the policy as applied
     assert "✗ never bridged  site/+/snapshots/#" in out
+    assert "signed by" in out and "(✓ good)" in out  # the applied commit, from the journal
     last = out.splitlines()[-1]
     if not DAEMON:
         assert done.returncode == 3 and last.endswith("? DATA · UNKNOWN ?"), out
@@ -55,6 +82,7 @@ def test_console_on_the_lab(fresh: tuple[Policy, Path]) -> None:
             "-i",
             "TERM=xterm-256color",
             "LANG=C.UTF-8",
+            *PYTHONPATH,
             *CELL,
             "console",
             "--lab",

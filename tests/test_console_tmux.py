@@ -99,6 +99,8 @@ def pane_for(broker: Broker, tmp_path: Path) -> Iterator[object]:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
         }
+        if os.environ.get("PYTHONPATH"):  # a tree run from outside its own venv
+            base["PYTHONPATH"] = os.environ["PYTHONPATH"]
         pane = Pane(command, {**base, **env}, size)
         panes.append(pane)
         return pane
