@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -96,6 +95,8 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
         print(
             f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
         )
+        import sys
+
         if sys.stdout.isatty() and sys.stdin.isatty():
             from cell.cli.console import open_on_lab
 
