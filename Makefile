@@ -38,7 +38,7 @@ unit: deps
 test: lint unit
 
 golden: deps
-	$(BIN)/pytest -q tests/test_golden.py --update-golden
+	$(BIN)/pytest -q tests/test_golden.py tests/test_console_golden.py --update-golden
 
 bench: deps
 	$(BIN)/python bench/compile.py

@@ -12,6 +12,9 @@ from policies.layout import DEFAULT_REPO, DEFAULT_STATE, REPO_ENV, STATE_ENV
 
 REPO_HELP = f"site-config repo (default: ${REPO_ENV} or {DEFAULT_REPO})"
 STATE_HELP = f"state directory (default: ${STATE_ENV}, a lab's gateway, or {DEFAULT_STATE})"
+CONSOLE_BROKER = "127.0.0.1:1883"
+"""Where `cell console` looks for the status bus without `--broker` or a lab: this Cell's own
+mosquitto on loopback."""
 
 
 def repo_dir(flag: str | None = None) -> str:

@@ -175,6 +175,13 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
             f"  {len(cams)} attempts from a camera to leave its VLAN were dropped and counted; {len(leaks)} leaks."
         )
         show_status(info)
+        import sys
+
+        if sys.stdout.isatty() and sys.stdin.isatty():
+            from cell.cli.console import open_on_lab
+
+            print("\n  Opening the console on the lab (q leaves it; the lab is removed then).")
+            open_on_lab(str(path))
         if keep:
             print(
                 f"\n  The lab is still up. Look around:  ip netns exec {info.gateway} nft list ruleset"

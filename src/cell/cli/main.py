@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cell.cli.gitops import add_gitops_commands
 
     add_gitops_commands(sub)
+    from cell.cli.console import add_console_commands
+
+    add_console_commands(sub)
     from cell.cli.pcap import add_pcap_commands
 
     add_pcap_commands(sub)

@@ -167,6 +167,17 @@ def day_names(store: Store, day: str) -> list[tuple[str, int, int, float]]:
     return [(str(r[0]), int(r[1]), int(r[2]), float(r[3] or 0)) for r in rows]
 
 
+def day_pairs(store: Store, day: str, limit: int = 500) -> list[tuple[str, str, int, int]]:
+    """(client, name, blocked, forwarded) on `day`, most blocked first: who phones what."""
+    rows = store.conn.execute(
+        "SELECT d.client, n.name, d.blocked, d.forwarded FROM dns_daily d"
+        " JOIN dns_name n ON n.id = d.name WHERE d.day = ?"
+        " ORDER BY d.blocked DESC, d.client, n.name LIMIT ?",
+        (day, limit),
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
 def recent_events(
     store: Store, since: float, clients: Sequence[str] | None, limit: int
 ) -> list[DnsEvent]:
