@@ -372,3 +372,38 @@ def test_cell_lab_up_starts_the_daemon_and_lab_down_stops_it(
     r = subprocess.run([*run, "lab", "down", "--repo", str(repo)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert not alive(daemon["pid"])
+
+
+def test_on_a_box_the_probe_service_probes_in_place(lab: Cell) -> None:
+    """Without a lab (a real Cell), the daemon's probes run in place, from a probe namespace on
+    each VLAN's own segment: the same service, the on-box path, here against the lab's gateway."""
+    import dataclasses
+    import threading
+
+    from cell.run.board import Board
+    from cell.run.service import Context
+    from cell.run.services.probes import ProbeService
+    from cell.run.site import SiteRef
+    from cell.store.statedir import State
+
+    lab.sovereign()
+    ref = SiteRef(State(lab.state), str(lab.repo.root), lab.info.gateway)
+    box = dataclasses.replace(ref.site, lab=None)
+    board = Board()
+    ctx = Context("probes", board, threading.Event())
+    service = ProbeService(ref)
+    service.once(ctx, box)
+    held = board.checks()["segregation"]
+    assert held.ok and "flows hold" in held.detail, held.detail
+    assert any("probe@" in e for e in held.evidence)  # sent from the probe address
+    lab.nft("insert", "rule", "inet", "cell", "forward", "accept")
+    try:
+        service.once(ctx, box)
+        broken = board.checks()["segregation"]
+        assert not broken.ok and "do not hold" in broken.detail, broken.detail
+    finally:  # the applied ruleset again (HEAD may be a commit an earlier test had refused)
+        from firewall import nft as fw
+
+        ruleset = Path(lab.info.layout.config, "nftables", "ruleset.json").read_bytes()
+        fw.apply(ruleset, lab.info.gateway)
+    lab.sovereign()

@@ -91,6 +91,10 @@ class Observer:
     log: Path
     snapshot: Path
     interval: float = 1.0
+    bus: bool = True
+    """Open the monitor's own connection to the bus. False: messages are handed in through
+    `Monitor.observe` by a client that already holds the `cell` login (the daemon's one
+    connection: the broker names a client by its login, so a second one would take it over)."""
 
 
 class MonitorError(CellError):
@@ -128,7 +132,8 @@ class Monitor:
         watcher = threading.Thread(target=self._observe, name="cell-observer", daemon=True)
         deadline = None if seconds is None else time.monotonic() + seconds
         next_write = 0.0
-        watcher.start()
+        if self.where.bus:
+            watcher.start()
         try:
             while not self.stop.is_set():
                 self._follow(follower)
@@ -142,7 +147,8 @@ class Monitor:
             self._follow(follower)
         finally:
             self.stop.set()
-            watcher.join(timeout=5)
+            if watcher.is_alive():
+                watcher.join(timeout=5)
             follower.close()
         if self.refused is not None:
             if self.refused.startswith("the observer failed"):
@@ -151,6 +157,17 @@ class Monitor:
         final = self.status()
         write_snapshot(final, self.where.snapshot)
         return final
+
+    def attach(self) -> None:
+        """An outside client is subscribed to `#` and `$SYS/#` for us: counting starts now."""
+        with self._lock:
+            self.core.start_seen(time.time())
+        self.connected.set()
+
+    def observe(self, topic: str, payload: bytes, retained: bool) -> None:
+        """One message that outside client received (see `Observer.bus`)."""
+        with self._lock:
+            self.core.observe(topic, payload, retained, time.time())
 
     def _follow(self, follower: LogFollower) -> None:
         first, lines = follower.read()

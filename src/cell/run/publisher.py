@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +55,43 @@ def _json(doc: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
 
 
+Listener = Callable[[str, bytes, bool], None]
+
+
+class BusTap:
+    """What the daemon's one connection to the bus receives, for whoever listens (the bridge
+    monitor). The broker names a client by its login (`use_username_as_clientid`), so every part
+    of the daemon that needs the `cell` login shares this connection: a second one would take
+    the first over, and the first one's will would say offline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self.subscribed = threading.Event()
+
+    def listen(self, fn: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(fn)
+
+        def remove() -> None:
+            with self._lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
+
+        return remove
+
+    def deliver(self, topic: str, payload: bytes, retained: bool) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(topic, payload, retained)
+
+
 class Publisher:
-    def __init__(self, bus: Bus, session: str, started: str | None = None) -> None:
-        self.bus, self.session = bus, session
+    def __init__(
+        self, bus: Bus, session: str, started: str | None = None, tap: BusTap | None = None
+    ) -> None:
+        self.bus, self.session, self.tap = bus, session, tap
         self.started = started or now_iso()
         self.connected = threading.Event()
         self.published = threading.Event()
@@ -82,6 +116,8 @@ class Publisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self.client = c
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -142,12 +178,24 @@ class Publisher:
         with self._lock:
             status, checks = self._status, dict(self._checks)
         self.connected.set()
+        if self.tap is not None:
+            client.subscribe([("#", 0), ("$SYS/#", 0)])
         self._send_checks(checks)
         if status is not None:
             self._send_status(status)
 
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
+        if self.tap is not None:
+            self.tap.subscribed.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.tap is not None:
+            self.tap.deliver(msg.topic, bytes(msg.payload), bool(msg.retain))
+
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _rc: Any, _p: Any) -> None:
         self.connected.clear()
+        if self.tap is not None:
+            self.tap.subscribed.clear()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         with self._lock:

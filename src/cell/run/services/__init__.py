@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cell.run.publisher import BusTap
     from cell.run.service import Service
     from cell.run.site import SiteRef
 
 
-def all_services(ref: SiteRef) -> list[Service]:
+def all_services(ref: SiteRef, tap: BusTap | None = None) -> list[Service]:
     from cell.run.services.bridge import BridgeService
     from cell.run.services.capture import CaptureService
     from cell.run.services.drift import DriftService
@@ -22,7 +23,7 @@ def all_services(ref: SiteRef) -> list[Service]:
         TrustService(ref),
         DriftService(ref),
         ProbeService(ref),
-        BridgeService(ref),
+        BridgeService(ref, tap),
         DnsService(ref),
         DropService(ref),
         CaptureService(ref),

@@ -1,19 +1,28 @@
 """The segregation check: the probe matrix with real packets every `verify.probe_interval`,
 each run kept in the store (cell.store.probes) and each flow that stops holding an event.
 
-Probes are sent from inside the VLANs, so they need a namespace per VLAN: the lab has them. On a
-box without them the check is not established (the verdict stays `unknown`, saying why):
-probing from the VLANs of a real site needs probe agents there (docs/daemon.md).
+With a lab up, probes are sent from the lab's VLAN namespaces (its hosts' own addresses). On a
+box, they run in place, as `cell probe` does without `--lab`: a probe namespace per VLAN joins
+the VLAN's own segment (a macvlan of its port) with the VLAN's reserved probe address, so every
+packet enters the Cell through that VLAN's link and is judged by the live ruleset
+(cell.verify.inplace, docs/links.md). A probe segment that cannot be made (a missing link, a
+probe address someone else answers for) fails the check with the reason: the Cell cannot show
+that segregation holds, and says why.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from cell.run.service import Context
 from cell.run.services.base import Periodic, check
 from cell.run.site import Site
 from cell.status.probe import ProbeResult
+
+if TYPE_CHECKING:
+    from cell.verify.prober import Env
+    from firewall.probes import Probe
 
 PROBE_SLACK = 120.0
 """A run may take this long on top of its interval before its answer goes stale."""
@@ -30,21 +39,32 @@ class ProbeService(Periodic):
     def once(self, ctx: Context, site: Site) -> None:
         from cell.store import open_store
         from cell.store.probes import record_probe_run
-        from cell.verify.prober import Env, run_probe
+        from cell.verify.prober import Env
         from firewall.probes import compile_probes
 
-        if site.lab is None:
-            return  # no probe namespaces: the check stays missing, `unknown` says so
         fresh = 2 * self.interval(site) + PROBE_SLACK
-        lab = site.lab
-        env = Env(lab.gateway, lab.vlan_netns, lab.outside)
         t0, ts = time.monotonic(), time.time()
-        results: list[ProbeResult] = []
-        for probe in compile_probes(site.policy):
-            if ctx.stop.is_set():
+        results: list[ProbeResult] | None
+        if site.lab is not None:
+            lab = site.lab
+            env = Env(lab.gateway, lab.vlan_netns, lab.outside)
+            results = self._run(ctx, compile_probes(site.policy), env)
+        else:
+            from cell.verify.inplace import box_outside, probe_segments
+            from firewall.probes import inplace_probes
+            from policies.errors import CellError
+
+            try:
+                with probe_segments(site.policy, site.netns) as vlans:
+                    env = Env(site.netns, vlans, box_outside(site.policy))
+                    results = self._run(ctx, inplace_probes(site.policy), env)
+            except CellError as e:
+                ctx.report(
+                    "segregation", check(False, f"cannot probe in place: {e}", fresh, [], ts)
+                )
                 return
-            results.append(run_probe(probe, env))
-            ctx.beat()
+        if results is None:
+            return  # stopped
         took = time.monotonic() - t0
         failed = [r for r in results if not r.ok]
         commit = site.entry.commit if site.entry else None
@@ -79,3 +99,15 @@ class ProbeService(Periodic):
                 "segregation",
                 check(True, f"all {len(results)} flows hold, with proof", fresh, evidence, ts),
             )
+
+    @staticmethod
+    def _run(ctx: Context, probes: list[Probe], env: Env) -> list[ProbeResult] | None:
+        from cell.verify.prober import run_probe
+
+        results: list[ProbeResult] = []
+        for probe in probes:
+            if ctx.stop.is_set():
+                return None
+            results.append(run_probe(probe, env))
+            ctx.beat()
+        return results
