@@ -407,3 +407,50 @@ def test_on_a_box_the_probe_service_probes_in_place(lab: Cell) -> None:
         ruleset = Path(lab.info.layout.config, "nftables", "ruleset.json").read_bytes()
         fw.apply(ruleset, lab.info.gateway)
     lab.sovereign()
+
+
+def test_an_incident_pack_manifest_is_published_retained(lab: Cell) -> None:
+    """`cell incident` records each pack in the ledger; the daemon puts its manifest on the bus
+    (retained, bridged up by the example), so the hub can pin the digest the moment it exists."""
+    from cell.store import ledger
+    from cell.store.statedir import State
+
+    lab.sovereign()
+    pack = uuid.uuid4().hex[:16]
+    digest = "ab" * 32
+    ledger.append(
+        State(lab.state),
+        "evidence-pack",
+        pack=pack,
+        digest=digest,
+        since="2026-12-01T00:00:00Z",
+        until="2026-12-02T00:00:00Z",
+        findings=2,
+        encrypted=False,
+    )
+    hub = dict(lab.info.mqtt["hub"])
+    topic = f"{hub['prefix']}evidence/manifests/{pack}"  # at the hub, through the bridge
+    end = time.monotonic() + 20
+    out = None
+    while time.monotonic() < end:
+        out = netns.run(
+            hub["netns"],
+            ["mosquitto_sub", "-h", hub["host"], "-p", str(hub["port"]), "--cafile", hub["cafile"],
+             "--cert", hub["certfile"], "--key", hub["keyfile"], "-t", topic, "-C", "1", "-W", "2"],
+        )  # fmt: skip
+        if out.returncode == 0 and out.stdout:
+            break
+        time.sleep(0.2)
+    assert out is not None and out.returncode == 0, out.stderr if out else "no run"
+    doc = json.loads(out.stdout)
+    assert doc == {
+        "schema": "cell.evidence-manifest/1",
+        "id": pack,
+        "site": lab.doc()["site"],
+        "since": "2026-12-01T00:00:00Z",
+        "until": "2026-12-02T00:00:00Z",
+        "findings": 2,
+        "encrypted": False,
+        "digest": digest,
+    }
+    lab.sovereign()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 MONITOR_USER = "cell"
 """The Cell's own login on the local broker (reserved by validation: no policy client has it)."""
 STATUS_FILTER = "cell/#"
+MANIFESTS_FILTER = "evidence/manifests/#"
+"""Where the Cell publishes its incident packs' manifests (`cell.status.document.MANIFEST_TOPIC`)."""
 """The Cell's own status bus (cell.status.document): only the daemon publishes there."""
 MAX_QUEUED_MESSAGES = 200_000
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
@@ -329,11 +331,13 @@ def _acl(policy: Policy) -> list[str]:
         *why(
             "The Cell's own login (its monitor and its daemon, `cell run`): reads every topic and",
             "the broker's $SYS tree (the bridge's link state included), and publishes only the",
-            "status bus under cell/, where no other local client may publish (validation).",
+            "status bus under cell/, where no other local client may publish (validation), and",
+            "the manifests of its incident packs under evidence/manifests/ (bridged up).",
         ),
         f"user {MONITOR_USER}",
         "topic read #",
         "topic read $SYS/#",
         f"topic write {STATUS_FILTER}",
+        f"topic write {MANIFESTS_FILTER}",
     ]
     return out

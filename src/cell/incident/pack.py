@@ -26,6 +26,7 @@ from pathlib import Path
 from cell.incident.errors import IncidentUsage, PackError
 from cell.incident.model import Report
 from cell.incident.verifytext import verify_text
+from cell.status.document import MANIFEST_SCHEMA, MANIFEST_TOPIC
 from cell.store import evidencekey
 from cell.store.statedir import State
 
@@ -37,7 +38,6 @@ VERIFY = "VERIFY.txt"
 ENCRYPTED = "pack.tar.age"
 UNSIGNED = (SUMS, SIG)
 """The two files SHA256SUMS does not list: itself and its signature."""
-MANIFEST_TOPIC = "evidence/manifests/{id}"
 
 
 def namespace(site: str) -> str:
@@ -220,7 +220,7 @@ def manifest_doc(pack: Path) -> dict[str, object]:
     sums = (pack / SUMS).read_bytes()
     ident = summary.get("id") or pack_id(sums)
     return {
-        "schema": "cell.evidence-manifest/1",
+        "schema": MANIFEST_SCHEMA,
         "id": ident,
         "site": summary["site"],
         "since": summary["since"],

@@ -126,6 +126,7 @@ class Daemon:
                     doc, checks = self.compose(now)
                     if doc.ledger is not None and doc.ledger.seq != self.ledger_seq:
                         self._refused(self.ledger_seq)
+                        self._manifest(self.ledger_seq, site.site_id)
                         self.ledger_seq = doc.ledger.seq
                     key = _key(doc, checks)
                     mono = time.monotonic()
@@ -182,6 +183,18 @@ class Daemon:
             self.board.event(
                 Event(kind="refusal", ts=now_iso(), text=text, check="trust", data=entry)
             )
+
+    def _manifest(self, since: int | None, site: str) -> None:
+        """The ledger grew by an incident pack: its manifest goes on the bus (and up to the hub)."""
+        from cell.status.document import MANIFEST_TOPIC, evidence_manifest
+        from cell.store.ledger import last_of
+
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            entry = last_of(self.state, ("evidence-pack",))
+            if entry is None or since is None or int(entry.get("seq", -1)) <= since:
+                return
+            doc = evidence_manifest(entry, site)
+            self.publisher.retain(MANIFEST_TOPIC.format(id=doc["id"]), doc)
 
     def _counts(self) -> dict[str, Any]:
         counts = self.board.take_counts()

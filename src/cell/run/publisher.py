@@ -102,6 +102,7 @@ class Publisher:
         self._status: StatusDoc | None = None
         self._checks: dict[str, Check] = {}
         self._pending: set[int] = set()
+        self._extra: dict[str, bytes] = {}
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=bus.client_id,
@@ -149,6 +150,14 @@ class Publisher:
             self._send_checks(changed)
             self._send_status(status)
 
+    def retain(self, topic: str, doc: Any) -> None:
+        """Another retained document (an evidence manifest): published now and on every
+        reconnect, like the status."""
+        with self._lock:
+            self._extra[topic] = _json(doc)
+        if self.connected.is_set():
+            self.client.publish(topic, self._extra[topic], qos=1, retain=True)
+
     def event(self, event: Event) -> None:
         if self.connected.is_set():
             self.client.publish(EVENT_TOPIC, _json(event.to_doc()), qos=1, retain=False)
@@ -176,8 +185,10 @@ class Publisher:
         online = Availability(state="online", ts=self.started, session=self.session)
         client.publish(AVAILABILITY_TOPIC, _json(online.to_doc()), qos=1, retain=True)
         with self._lock:
-            status, checks = self._status, dict(self._checks)
+            status, checks, extra = self._status, dict(self._checks), dict(self._extra)
         self.connected.set()
+        for topic, payload in sorted(extra.items()):
+            client.publish(topic, payload, qos=1, retain=True)
         if self.tap is not None:
             client.subscribe([("#", 0), ("$SYS/#", 0)])
         self._send_checks(checks)

@@ -9,6 +9,7 @@ Topics (all under `cell/`, published by the reserved user `cell`, QoS 1):
 | `cell/availability` | yes | `Availability`; the offline one is the MQTT will |
 | `cell/check/<name>` | yes | one `Check` in full detail, with evidence (stays on site) |
 | `cell/event` | no | `Event`: drift found, probe failed, unexpected publish, new name, apply, ... |
+| `evidence/manifests/<id>` | yes | an incident pack's manifest (`evidence_manifest`), bridged up |
 
 Every document is versioned by `schema`; readers ignore keys they do not know, so a newer Cell
 can add keys without breaking an older console or hub.
@@ -16,6 +17,7 @@ can add keys without breaking an older console or hub.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from pydantic import ConfigDict, Field
@@ -33,6 +35,9 @@ STATUS_TOPIC: Final = "cell/status"
 AVAILABILITY_TOPIC: Final = "cell/availability"
 CHECK_TOPIC: Final = "cell/check/{name}"
 EVENT_TOPIC: Final = "cell/event"
+MANIFEST_TOPIC: Final = "evidence/manifests/{id}"
+"""Retained: an incident pack's manifest (id, window, digest, findings; never its contents)."""
+MANIFEST_SCHEMA: Final = "cell.evidence-manifest/1"
 STATUS_FILTER: Final = "cell/#"
 """What a reader of the whole status bus subscribes to (and what `mqtt.yaml` must allow it)."""
 
@@ -128,3 +133,19 @@ class Event(Record):
     text: str = Field(description="One line for people.")
     check: str | None = Field(default=None, description="The check it bears on, if any.")
     data: dict[str, Any] = Field(default_factory=dict, description="Details, by kind.")
+
+
+def evidence_manifest(entry: Mapping[str, Any], site: str) -> dict[str, Any]:
+    """The manifest of the incident pack an `evidence-pack` ledger entry records, as the daemon
+    publishes it on `MANIFEST_TOPIC`: what lets the hub (and a customer) pin the pack's digest
+    the moment it exists. The same fields as `cell.incident.pack.manifest_doc`."""
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "id": entry["pack"],
+        "site": site,
+        "since": entry.get("since"),
+        "until": entry.get("until"),
+        "findings": entry.get("findings"),
+        "encrypted": entry.get("encrypted"),
+        "digest": entry.get("digest"),
+    }
