@@ -130,6 +130,12 @@ def _apply(plan: LinkPlan, stand_in: str | None) -> None:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
+    # The sysctls of links that exist already (a VLAN's port: arp_ignore) go first: otherwise a
+    # host that asks for the gateway while its address is being added can learn the port's MAC,
+    # and its packets then arrive on the wrong link until that ARP entry expires.
+    for path, value in plan.sysctls.items():
+        if Path("/proc/sys", path).exists():
+            _write_sysctl(path, value)
     step = "reading the links"
     try:
         with IPRoute() as ipr:
