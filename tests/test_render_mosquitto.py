@@ -143,7 +143,9 @@ def test_acl_for_a_camera_and_the_monitor(policy: Policy) -> None:
     body = text(policy, ACL)
     assert "user cam-01\ntopic write site/cam-01/#\ntopic read hub/commands/cam-01/#\n" in body
     assert "user door-01\ntopic write site/door-01/#\n\n" in body
-    assert body.endswith("user cell\ntopic read #\ntopic read $SYS/#\ntopic write cell/#\ntopic write evidence/manifests/#\n")
+    assert body.endswith(
+        "user cell\ntopic read #\ntopic read $SYS/#\ntopic write cell/#\ntopic write evidence/manifests/#\n"
+    )
     users = [d.split()[1] for d in directives(body) if d.startswith("user ")]
     assert users == [c.username for c in policy.mqtt.clients] + ["cell"]
     assert all(d.split()[0] in ("user", "topic") for d in directives(body))
