@@ -1,6 +1,4 @@
-"""`cell drift --watch`: drift reported as it happens. Events first, a periodic full pass behind.
-
-One thread, one selector:
+"""`cell drift --watch`: drift as it happens. Events first, a full pass behind; one selector:
 - the nftables netlink monitor (`firewall.monitor`, in the gateway's namespace): a transaction touching
   `table inet cell` -> compare the table; the kernel names the process that committed it;
 - inotify on the installed config directories -> compare the files;
@@ -336,7 +334,7 @@ class Watcher:
             if kind == "nftables":
                 _, fs = check_nftables(self.exp, self.target, self.pexp)
                 for f in fs:
-                    f.by, f.since = self.by, _iso(self.since)
+                    f.by, f.since = self.by, None if self.since is None else iso(self.since)
                 found[kind] = fs
             elif kind == "file":
                 found[kind] = check_files(self.exp, self.target)
@@ -398,7 +396,3 @@ class Watcher:
         )
         self.reload()
         self.check(KINDS, "reconcile")
-
-
-def _iso(t: float | None) -> str | None:
-    return None if t is None else iso(t)
