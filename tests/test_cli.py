@@ -194,3 +194,10 @@ def test_operator_files_are_bounded_and_regular(tmp_path: Path) -> None:
         r = cell("enroll", "--signers", path, "--state-dir", str(tmp_path / "state"))
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not (tmp_path / "state" / "ledger.jsonl").exists()
+
+
+def test_the_demo_finds_the_example_site_of_the_checkout(example: Path) -> None:
+    """`make demo` runs `cell demo` with no --repo: it must find the embedded example."""
+    from cell.cli.demo import example_repo
+
+    assert example_repo() == example

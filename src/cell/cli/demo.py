@@ -16,8 +16,9 @@ from policies import Policy, load_policy
 
 def example_repo() -> Path:
     """The example site shipped with Cell: inside the wheel, or beside the source tree."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "site-config-example", here.parents[1] / "site-config-example"):
+    here = Path(__file__).resolve().parent  # src/cell/cli
+    for folder in (here, *here.parents[:3]):  # ... up to the checkout's root
+        cand = folder / "site-config-example"
         if (cand / "site.yaml").exists():
             return cand
     raise FileNotFoundError("site-config-example not found next to the cell package")
