@@ -10,7 +10,9 @@ import pytest
 from cell.errors import UsageError
 from cell.fleet.expect import load_expect
 from cell.fleet.model import FleetModel, HubLayout, banner
+from cell.status.document import Availability
 from fleetdocs import COMMIT, offline, online, payload, status
+from policies.clock import iso
 
 NOW = time.time()
 
@@ -178,3 +180,17 @@ def test_expect_file_formats_and_errors() -> None:
     ]
     with pytest.raises(UsageError, match=r"e.json:1:2: not JSON"):
         load_expect("{x", "e.json")
+
+
+def test_the_will_of_the_run_that_wrote_the_status_makes_it_stale() -> None:
+    """A will carries its run's start time, so it is older than that run's last status: the
+    session it names is what says the status's author is gone (a killed daemon, not a clean stop)."""
+    doc = status("s", ts=NOW - 5).model_copy(update={"session": "s-1"})
+    m = model_of({"sites/s/cell/status": payload(doc)})
+    assert m.snapshot(NOW).sites[0].verdict == "sovereign"
+    m.ingest("sites/s/cell/availability", payload(offline(NOW - 100)), NOW)  # s-1's will
+    row = m.snapshot(NOW).sites[0]
+    assert row.verdict == "stale" and row.reason is not None and "offline" in row.reason
+    older = Availability(state="offline", ts=iso(NOW - 200), session="s-0")  # an earlier run's
+    m.ingest("sites/s/cell/availability", payload(older), NOW)
+    assert m.snapshot(NOW).sites[0].verdict == "sovereign"

@@ -262,8 +262,17 @@ def _from_doc(
             f"last said {doc.verdict})"
         )
     gone = st.availability
-    if gone is not None and gone.state == "offline" and parse_iso(gone.ts).timestamp() >= made:
-        return "stale", f"availability: the daemon went offline at {gone.ts}"
+    # The will carries the run's start time, so it is older than the run's last status: the run
+    # it names (its session) is what says the status's author is gone.
+    if (
+        gone is not None
+        and gone.state == "offline"
+        and (
+            (doc.session is not None and gone.session == doc.session)
+            or parse_iso(gone.ts).timestamp() >= made
+        )
+    ):
+        return "stale", f"availability: the daemon that wrote this status went offline ({gone.ts})"
     if doc.verdict == "unknown":
         return "unknown", first or "unknown (no reason given)"
     return "sovereign", None

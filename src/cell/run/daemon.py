@@ -185,16 +185,16 @@ class Daemon:
             )
 
     def _manifest(self, since: int | None, site: str) -> None:
-        """The ledger grew by an incident pack: its manifest goes on the bus (and up to the hub)."""
+        """The ledger grew by incident packs: their manifests go on the bus (and up to the hub)."""
         from cell.status.document import MANIFEST_TOPIC, evidence_manifest
-        from cell.store.ledger import last_of
+        from cell.store.ledger import read
 
         with contextlib.suppress(OSError, ValueError, KeyError):
-            entry = last_of(self.state, ("evidence-pack",))
-            if entry is None or since is None or int(entry.get("seq", -1)) <= since:
-                return
-            doc = evidence_manifest(entry, site)
-            self.publisher.retain(MANIFEST_TOPIC.format(id=doc["id"]), doc)
+            after = -1 if since is None else since
+            for entry in read(self.state):
+                if entry.get("kind") == "evidence-pack" and int(entry.get("seq", -1)) > after:
+                    doc = evidence_manifest(entry, site)
+                    self.publisher.retain(MANIFEST_TOPIC.format(id=doc["id"]), doc)
 
     def _counts(self) -> dict[str, Any]:
         counts = self.board.take_counts()

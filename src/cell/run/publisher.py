@@ -1,6 +1,6 @@
 """The status bus: the daemon's documents on the site's own mosquitto (cell.status.document).
 
-As the reserved user `cell`, client id `cell-daemon` (one daemon per Cell: a second one would
+As the reserved user `cell`, client id `cell` (the broker names a client by its login) (one daemon per Cell: a second one would
 take the session over, and the two would be seen fighting), QoS 1:
 - `cell/availability` retained; the offline document is the MQTT will, so a daemon killed
   (`kill -9`, a crash, a power cut) reads offline as soon as the broker notices;
@@ -195,8 +195,8 @@ class Publisher:
         if status is not None:
             self._send_status(status)
 
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
-        if self.tap is not None:
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if self.tap is not None and not any(c.is_failure for c in codes):  # refused: not watching
             self.tap.subscribed.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:

@@ -101,7 +101,10 @@ class Availability(Record):
         default=AVAILABILITY_SCHEMA, alias="schema", description="The document's version."
     )
     state: Literal["online", "offline"] = Field(description="online while the daemon runs.")
-    ts: str = Field(description="When this run started (online) or was written (offline).")
+    ts: str = Field(
+        description="online: when this run started; offline: when a clean stop wrote it, or, for "
+        "the will, when the run started (a reader matches `session`, not the time)."
+    )
     session: str = Field(description="The id of the daemon's run that wrote it.")
 
 
