@@ -20,6 +20,7 @@ import pytest
 
 from cell.lab import LabInfo
 from firewall import netns
+from labsite import tc_redirect
 from test_drift import Watch, drift, lab, site, watching  # noqa: F401  (the drift lab, its site)
 from test_lifecycle import Site
 from test_trust import Keys
@@ -168,20 +169,11 @@ def test_watch_reports_a_redirect_a_route_and_a_sysctl_within_a_second(
         return lambda e: e["kind"] == "paths" and e["status"] == status
 
     t0 = time.monotonic()
-    netns.run(gw, ["tc", "qdisc", "add", "dev", "eth0.10", "ingress"], check=True)
-    try:
-        netns.run(
-            gw,
-            ["tc", "filter", "add", "dev", "eth0.10", "ingress", "protocol", "all", "u32",
-             "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", "eth1"],
-            check=True,
-        )  # fmt: skip
+    with tc_redirect(gw):
         e = watching.next(paths("drift"))
         assert time.monotonic() - t0 < 1.0
         by = e["new"][0]["by"]  # the kernel said who (the netlink port id of `tc`: its pid)
         assert by["pid"] > 0 and by["name"] in ("tc", None)
-    finally:
-        netns.run(gw, ["tc", "qdisc", "del", "dev", "eth0.10", "ingress"], check=True)
     watching.next(lambda e: e["kind"] == "paths" and e["status"] == "in-sync" and e["resolved"])
 
     t0 = time.monotonic()

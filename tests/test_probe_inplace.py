@@ -18,7 +18,7 @@ from cell.lab import LabInfo, lab_down, lab_up
 from cell.verify.inplace import BOX_OUTSIDE, box_outside, probe_mac
 from firewall import netns
 from firewall.probes import compile_probes, inplace_probes
-from labsite import make_site, new_id, ours
+from labsite import make_site, new_id, ours, tc_redirect
 from policies import Policy, load_policy
 
 
@@ -80,14 +80,7 @@ def test_a_tc_redirect_around_the_firewall_fails_the_probe(
 ) -> None:
     _, info, repo = lab
     gw = info.gateway
-    netns.run(gw, ["tc", "qdisc", "add", "dev", "eth0.10", "ingress"], check=True)
-    try:
-        netns.run(
-            gw,
-            ["tc", "filter", "add", "dev", "eth0.10", "ingress", "protocol", "all", "u32",
-             "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", "eth1"],
-            check=True,
-        )  # fmt: skip
+    with tc_redirect(gw):
         r = cell_probe(repo)
         assert r.returncode == 3, r.stdout[-2000:]
         bad = [x for x in json.loads(r.stdout)["results"] if not x["ok"]]
@@ -97,8 +90,6 @@ def test_a_tc_redirect_around_the_firewall_fails_the_probe(
         assert all(x["from"] == "probe@cameras" or "cam-" in x["to"] for x in bad)
         paths = json.loads(r.stdout)["paths"]  # and the run says what is wrong
         assert any(p["kind"] == "tc" and "redirects to eth1" in p["what"] for p in paths)
-    finally:
-        netns.run(gw, ["tc", "qdisc", "del", "dev", "eth0.10", "ingress"], check=True)
     assert cell_probe(repo).returncode == 0
 
 
