@@ -139,7 +139,7 @@ def publisher(port: int, rate: int, seconds: float, sent: mp.Value, flip: int) -
     c.disconnect()
 
 
-def baseline(port: int, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def baseline(port: int, seconds: float, out: mp.Queue, since: float) -> None:  # type: ignore[type-arg]
     """A bare subscriber in a process of its own: the lag the machine, the broker and the
     publisher cause without any console (the same-run baseline)."""
     import paho.mqtt.client as mqtt
@@ -149,7 +149,9 @@ def baseline(port: int, seconds: float, out: mp.Queue) -> None:  # type: ignore[
     def on_message(_c: object, _u: object, m: mqtt.MQTTMessage) -> None:
         at = m.payload.find(b'"ts": "')
         if at >= 0:
-            lags.append(time.time() - parse_iso(m.payload[at + 7 : at + 31].decode()).timestamp())
+            sent = parse_iso(m.payload[at + 7 : at + 31].decode()).timestamp()
+            if sent >= since:
+                lags.append(time.time() - sent)
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-{uuid.uuid4().hex[:6]}")
     c.on_message = on_message
@@ -178,23 +180,28 @@ async def feed(port: int, rate: int, seconds: float, flip: int = FLIP) -> None:
     lags: list[float] = []
     applied = [0]
     newest = [0]
-    last_sent = [0.0]
+
+    began = [float("inf")]
+    """When the feed began (wall clock): the retained document from before it is not counted."""
+    sent_at: dict[int, float] = {}
+    """Each document's send time, by its number, as the console's loop received it."""
 
     def on_status(bus: object) -> None:
-        # A burst is judged once, by its newest document; every document it replaced waited at
-        # most from just after the one applied before it. Count each of them with that wait.
-        st = bus.status  # type: ignore[attr-defined]
+        # A burst is judged once, by its newest document: each document it replaced waited from
+        # its own send until now (when a newer one was applied and the banner re-judged).
+        n = bus.status.dns_blocked_today  # type: ignore[attr-defined]
         now = time.time()
-        n = st.dns_blocked_today
-        sent_at = parse_iso(st.ts).timestamp()
-        first = last_sent[0] if newest[0] else sent_at
-        lags.extend([now - first] * (n - newest[0] - 1) + [now - sent_at])
+        for k in range(newest[0] + 1, n + 1):
+            at = sent_at.pop(k, None)
+            if at is not None and at >= began[0]:  # not the retained one from before the feed
+                lags.append(now - at)
         applied[0] += n - newest[0]
-        newest[0], last_sent[0] = n, sent_at
+        newest[0] = n
 
     app.on_status = on_status
-    # Where a lag comes from: the wire (the broker, the publisher, the machine) or the screen.
-    # The bus thread notes when each document reached the console, before the screen takes it.
+    # Where a lag comes from: the wire (the broker, the publisher, the bus reader's process, the
+    # pipe) or the screen. The inbox notes when each document reached the console's loop, before
+    # the screen takes it.
     from console.inbox import Inbox
 
     received: list[float] = []
@@ -203,7 +210,12 @@ async def feed(port: int, rate: int, seconds: float, flip: int = FLIP) -> None:
     def noting(self: Inbox, topic: str, payload: bytes) -> None:
         at = payload.find(b'"ts": "')
         if at >= 0:
-            received.append(time.time() - parse_iso(payload[at + 7 : at + 31].decode()).timestamp())
+            sent = parse_iso(payload[at + 7 : at + 31].decode()).timestamp()
+            if sent >= began[0]:
+                received.append(time.time() - sent)
+            n = payload.find(b'"dns_blocked_today": ')
+            if n >= 0:
+                sent_at[int(payload[n + 21 : payload.index(b",", n)])] = sent
         original(self, topic, payload)
 
     Inbox.message = noting  # type: ignore[method-assign]
@@ -221,11 +233,12 @@ async def feed(port: int, rate: int, seconds: float, flip: int = FLIP) -> None:
         while app.bus.link is not None:
             await pilot.pause(0.05)
         results: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-        base = mp.Process(target=baseline, args=(port, seconds, results), daemon=True)
+        base = mp.Process(target=baseline, args=(port, seconds, results, time.time()), daemon=True)
         base.start()
         await pilot.pause(0.5)
         proc = mp.Process(target=publisher, args=(port, rate, seconds, sent, flip), daemon=True)
         rss = [(0, rss_mb())]
+        began[0] = time.time()
         proc.start()
         cpu0 = time.process_time()
         t0 = time.monotonic()
@@ -256,7 +269,7 @@ async def feed(port: int, rate: int, seconds: float, flip: int = FLIP) -> None:
         f"p99 {pct(lags, 99) * 1000:.1f} ms, max {max(lags, default=0) * 1000:.1f} ms (goal p99 < 100 ms)"
     )
     print(
-        f"  of which on the wire (send -> the console's bus thread): p50 {pct(received, 50) * 1000:.1f} ms, "
+        f"  of which on the wire (send -> the bus reader's frame read in the console's loop): p50 {pct(received, 50) * 1000:.1f} ms, "
         f"p99 {pct(received, 99) * 1000:.1f} ms, max {max(received, default=0) * 1000:.1f} ms; "
         f"the screen's loop stalled at most {max(stalls, default=0) * 1000:.0f} ms "
         f"(p99 {pct(stalls, 99) * 1000:.0f} ms)"

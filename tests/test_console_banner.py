@@ -113,3 +113,18 @@ def test_connecting_is_not_a_lost_connection() -> None:
 
     state = banner_state(doc(), online(), NOW, link=CONNECTING)
     assert state == BannerState("unknown", "connecting to the status bus…")
+
+
+def test_banner_and_row_styles_parse() -> None:
+    """Textual drops a style it cannot parse (the banner went uncoloured under Rich's colour
+    names) and pays a spelling suggestion for it on every paint: each must parse."""
+    from textual.markup import parse_style
+
+    from console.banner import STYLES as BANNER
+    from console.panel import STYLES as ROWS
+
+    for style in [*BANNER.values(), *ROWS.values()]:
+        if style:
+            parse_style(style)  # raises on a colour Textual does not know
+    backgrounds = {parse_style(s).background for s in BANNER.values()}
+    assert len(backgrounds) == 3, "each banner kind has its own background"

@@ -9,10 +9,13 @@ counts. When several rules match (validation only allows that among rules that a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from policies import Policy
-from policies.model import TopicRule
 from policies.topics import FilterTrie
+
+if TYPE_CHECKING:
+    from policies import Policy
+    from policies.model import TopicRule
 
 TAGS = {"up": "↑hub", "down": "↓hub", "local": "✗ stays local", "never": "✗ never bridged"}
 

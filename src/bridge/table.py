@@ -6,11 +6,13 @@ Pure. `cell bridge policy` prints it, and the console's MQTT panel will show the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.classify import TAGS
 from bridge.render import bridge_client_id
-from policies import Policy
+
+if TYPE_CHECKING:
+    from policies import Policy
 
 
 def policy_table(policy: Policy) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The console app. `make_app` builds it for the CLI, the tests and the bench alike.
 
-Data flows one way: the bus source runs in a thread worker of its own and hands batches over
-(`Inbox`), which the app applies to `BusState` in its loop; another thread worker reads the
+Data flows one way: the bus source runs in a worker and hands batches over (`Inbox`; the live
+bus is read by a child process, `ReaderProcess`, so reading never waits on painting), which
+the app applies to `BusState` in its loop; another thread worker reads the
 Cell's records; the app hands a `View` down to the visible panel and the banner's state to
 every banner on every screen. The banner is re-judged as soon as a batch arrives, and every
 half second (a status goes stale with no message at all); panels repaint at most every
@@ -132,15 +133,11 @@ class CellConsole(App[int]):
     def view(self) -> View:
         return View(self.bus, self.records, self.clock())
 
-    @work(thread=True, exclusive=True, group="bus")
-    def listen(self) -> None:
-        """The bus in a thread of its own (`Inbox`): reading never waits on painting."""
+    @work(exclusive=True, group="bus")
+    async def listen(self) -> None:
+        """The bus, into the `Inbox` (the live bus is read by a process of its own)."""
         assert self.source is not None and self._inbox is not None
-        self._inbox.run(self.source)
-
-    def on_unmount(self) -> None:
-        if self._inbox is not None:
-            self._inbox.stop()
+        await self._inbox.run(self.source)
 
     def deliver(self, batch: list[tuple[str, bytes]], link: tuple[str | None] | None) -> None:
         """What the bus brought since the last look, in the app's loop: apply it all, then
@@ -273,4 +270,6 @@ def make_app(
     clock: Callable[[], float] = time.time,
 ) -> CellConsole:
     """The console for `config` (the CLI, the tests and the bench all build it here)."""
-    return CellConsole(config, source if source is not None else make_source(config), clock)
+    if source is None:
+        source = make_source(config, isolated=True)
+    return CellConsole(config, source, clock)

@@ -115,13 +115,15 @@ def banner_line(state: BannerState, width: int) -> str:
 
 
 STYLES: Final[dict[BannerKind, str]] = {
-    "sovereign": "bold white on dark_green",
-    "at_risk": "bold white on red3",
-    "unknown": "bold italic black on dark_orange3",
+    "sovereign": "bold white on #005f00",
+    "at_risk": "bold white on #d70000",
+    "unknown": "bold italic black on #d78700",
 }
-"""Each kind's look. Set when drawn, not by CSS classes: a banner that changes many times a
-second must not make Textual restyle the screen each time. NO_COLOR greys them out (Textual's
-filter); the words and glyphs stay."""
+"""Each kind's look (dark green, red, orange). Set when drawn, not by CSS classes: a banner that
+changes many times a second must not make Textual restyle the screen each time. NO_COLOR greys
+them out (Textual's filter); the words and glyphs stay. Textual's own style parser reads these
+(a Rich colour name it does not know, such as `dark_green`, is silently dropped, and costs a
+spelling suggestion on every paint): `test_banner_styles_parse` holds them to it."""
 
 
 class Banner(Widget):

@@ -15,14 +15,8 @@ from typing import Final, Literal
 from pydantic import ValidationError
 
 from cell.status.checks import Check
-from cell.status.document import (
-    AVAILABILITY_TOPIC,
-    EVENT_TOPIC,
-    STATUS_TOPIC,
-    Availability,
-    Event,
-    StatusDoc,
-)
+from cell.status.document import Availability, Event, StatusDoc
+from cell.status.topics import AVAILABILITY_TOPIC, EVENT_TOPIC, STATUS_TOPIC
 from policies.record import first_error
 
 CONNECTING: Final = "connecting"

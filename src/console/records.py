@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bridge.status import BridgeStatus
@@ -23,9 +23,11 @@ from cell.store.drops import day_drops
 from cell.store.journal import Entry, read_journal
 from cell.store.probes import ProbeRun, probe_changes, probe_runs
 from cell.store.statedir import State
-from policies import Policy, load_policy
 from policies.errors import CellError
 from policies.layout import BRIDGE_SNAPSHOT
+
+if TYPE_CHECKING:
+    from policies import Policy
 
 LEDGER_SHOWN = 300
 WEEK = 7 * 86_400
@@ -83,6 +85,8 @@ def _policy(state: State, applied: Entry | None, repo: str | None) -> tuple[Poli
         places.append((Path(repo), f"repo {repo}"))
     for path, label in places:
         if (path / "site.yaml").is_file():
+            from policies import load_policy  # the model costs start-up time: read in the worker
+
             return load_policy(path), label
     return None, ""
 

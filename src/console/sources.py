@@ -1,34 +1,34 @@
 """Where the console's bus messages come from: the `StatusSource` seam.
 
-- `BusSource`: the Cell's status bus, live, over MQTT (aiomqtt, asyncio): subscribes `cell/#`,
-  reconnects with backoff, and says when it is not connected (the banner then says so: a
-  console that cannot hear the daemon never shows its last verdict as current).
+- `BusSource`: the Cell's status bus, live, over MQTT (`console.busreader.read_bus`, aiomqtt):
+  subscribes `cell/#`, reconnects with backoff, and says when it is not connected (the banner
+  then says so: a console that cannot hear the daemon never shows its last verdict as current).
+- `ReaderProcess`: a `BusSource` run in a process of its own, so the reader never waits on the
+  screen (what the TUI uses; see `console.busreader` for why).
 - `FileSource`: a recorded file of bus messages, one JSON object a line, `{"topic": ...,
   "payload": {...} | "text"}`; it is replayed, then followed as it grows.
 
-Both hand each message to a `Sink` in the caller's event loop, in order.
+Each hands each message to a `Sink` in the caller's event loop, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
-from cell.status.document import STATUS_FILTER
+from cell.status.topics import STATUS_FILTER
+from console.busreader import BACKOFF_MAX, DOWN, MESSAGE, UP, Frames, Sink, orders, read_bus
 from console.config import BrokerConfig, ConsoleConfig
 
-BACKOFF_MAX = 5.0
-
-
-class Sink(Protocol):
-    def message(self, topic: str, payload: bytes) -> None: ...
-
-    def link(self, error: str | None) -> None:
-        """Connected (None), or why not."""
+__all__ = ["BusSource", "FileSource", "ReaderProcess", "Sink", "StatusSource", "make_source"]
 
 
 class StatusSource(Protocol):
@@ -39,16 +39,8 @@ class StatusSource(Protocol):
         """Deliver messages until cancelled."""
 
 
-def _payload(p: object) -> bytes:
-    if p is None:
-        return b""
-    if isinstance(p, bytes | bytearray):
-        return bytes(p)
-    return str(p).encode()
-
-
 class BusSource:
-    """The live status bus."""
+    """The live status bus, read in the caller's loop."""
 
     def __init__(self, broker: BrokerConfig) -> None:
         self.broker = broker
@@ -59,40 +51,123 @@ class BusSource:
         return self.broker.where
 
     async def run(self, sink: Sink) -> None:
-        import aiomqtt
+        await read_bus(self.broker, STATUS_FILTER, self.client_id, sink)
 
-        b = self.broker
-        tls = (
-            aiomqtt.TLSParameters(ca_certs=b.cafile, certfile=b.certfile, keyfile=b.keyfile)
-            if b.cafile
-            else None
-        )
+
+READ = 1 << 20
+
+
+class ReaderProcess:
+    """A `BusSource` read by a child process (`python -m console.busreader`): its frames come
+    back over a pipe that the caller's loop reads when it is readable. A child that dies is
+    said (`link`) and started again with backoff; cancelling ends it."""
+
+    def __init__(self, bus: BusSource) -> None:
+        self.bus = bus
+        self._early: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
+
+    @property
+    def where(self) -> str:
+        return self.bus.where
+
+    def start(self) -> None:
+        """Start the child now, before `run` (it connects while the caller gets ready; what it
+        reads waits in the pipe). A child started and never run ends with this process."""
+        if self._early is None:
+            self._early = self._child()
+
+    async def run(self, sink: Sink) -> None:
         backoff = 0.2
         while True:
-            try:
-                async with aiomqtt.Client(
-                    b.host,
-                    b.port,
-                    username=b.username,
-                    password=b.password,
-                    identifier=self.client_id,
-                    tls_params=tls,
-                    keepalive=10,
-                    timeout=5,
-                ) as client:
-                    await client.subscribe(STATUS_FILTER, qos=1)
-                    sink.link(None)
-                    backoff = 0.2
-                    async for m in client.messages:
-                        sink.message(str(m.topic), _payload(m.payload))
-            except aiomqtt.MqttError as e:
-                sink.link(f"{b.where}: {e}")
-            except OSError as e:
-                sink.link(f"{b.where}: {e.strerror or e}")
-            except Exception as e:  # whatever breaks a connection, the reader tries again
-                sink.link(f"{b.where}: {type(e).__name__}: {e}")
+            (child, errors), self._early = self._early or self._child(), None
+            with errors:
+                try:
+                    heard = await self._pump(child, sink)
+                finally:
+                    _end(child)
+                errors.seek(0)
+                why = errors.read().decode(errors="replace").strip().splitlines()
+            backoff = 0.2 if heard else min(backoff * 2, BACKOFF_MAX)
+            last = f": {why[-1]}" if why else ""
+            sink.link(f"{self.where}: the bus reader stopped (exit {child.returncode}){last}")
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _child(self) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+        """A new child, and the file its stderr goes to (read when it ends)."""
+        errors = tempfile.TemporaryFile()  # noqa: SIM115  (closed by `run`, which owns it)
+        return self._spawn(errors), errors
+
+    def _spawn(self, errors: IO[bytes]) -> subprocess.Popen[bytes]:
+        here = str(Path(__file__).resolve().parent.parent)
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "console.busreader"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+        )
+        assert child.stdin is not None
+        child.stdin.write(orders(self.bus.broker, STATUS_FILTER, self.bus.client_id))
+        child.stdin.flush()
+        return child
+
+    @staticmethod
+    async def _pump(child: subprocess.Popen[bytes], sink: Sink) -> bool:
+        """Hand the child's frames to `sink` until its output ends. Whether it ever got through
+        to the broker."""
+        assert child.stdout is not None
+        fd = child.stdout.fileno()
+        os.set_blocking(fd, False)
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+        frames = Frames()
+        heard = False
+
+        def readable() -> None:
+            nonlocal heard
+            try:
+                data = os.read(fd, READ)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                if not ended.done():
+                    ended.set_result(None)
+                return
+            for kind, topic, payload in frames.feed(data):
+                if kind == MESSAGE:
+                    sink.message(topic, payload)
+                elif kind == UP:
+                    heard = True
+                    sink.link(None)
+                elif kind == DOWN:
+                    sink.link(payload.decode(errors="replace"))
+
+        loop.add_reader(fd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
+        return heard
+
+
+def _end(child: subprocess.Popen[bytes]) -> None:
+    """Stop the child now: closing its stdin is enough, a signal makes sure."""
+    for pipe in (child.stdin, child.stdout):
+        with contextlib.suppress(OSError):
+            if pipe is not None:
+                pipe.close()
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 class FileSource:
@@ -146,10 +221,14 @@ class FileSource:
         sink.message(topic, b"" if payload is None else raw)
 
 
-def make_source(config: ConsoleConfig, follow: bool = True) -> StatusSource | None:
-    """The source `config` names: a recorded file, the broker, or none."""
+def make_source(
+    config: ConsoleConfig, follow: bool = True, isolated: bool = False
+) -> StatusSource | None:
+    """The source `config` names: a recorded file, the broker, or none. `isolated`: read the
+    broker in a process of its own (the TUI; a one-shot read has no screen to compete with)."""
     if config.recorded:
         return FileSource(config.recorded, follow=follow)
     if config.broker is not None:
-        return BusSource(config.broker)
+        bus = BusSource(config.broker)
+        return ReaderProcess(bus) if isolated else bus
     return None

@@ -120,9 +120,14 @@ def cmd_console(args: argparse.Namespace) -> int:
         view, banner = asyncio.run(snapshot(config, wait=args.wait))
         print(render_text(view, width=args.width), end="")
         return 0 if banner.kind == "sovereign" else EXIT_NOT_SOVEREIGN
+    from console.sources import ReaderProcess, make_source
+
+    source = make_source(config, isolated=True)
+    if isinstance(source, ReaderProcess):
+        source.start()  # the bus reader connects while Textual loads: the first banner sooner
     from console.app import make_app
 
-    app = make_app(config)
+    app = make_app(config, source)
     app.run()
     return app.return_code or 0
 

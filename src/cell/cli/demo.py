@@ -136,7 +136,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
     import shutil
     import tempfile
 
-    from cell.cli.lab import GATEWAY_SERVICES
+    from cell.cli.lab import gateway_services
     from cell.lab import lab_down, lab_up
     from cell.run.labdaemon import start_daemon
     from cell.verify.prober import Env, format_results, run_probes
@@ -154,7 +154,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="cell-demo-"))
     signed, signers = signed_copy(path, tmp)
-    info = lab_up(load_policy(signed), services=GATEWAY_SERVICES)
+    info = lab_up(load_policy(signed), services=gateway_services())
     try:
         _cell("enroll", "--signers", str(signers), "--repo", str(signed))
         _cell("apply", "--repo", str(signed))

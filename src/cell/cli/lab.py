@@ -7,17 +7,28 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cell import paths
 from cell.lab.errors import LabNotUp
-from cell.run.labdaemon import start_lab_daemon
-from cell.verify.labcapture import start_lab_capture
 
-GATEWAY_SERVICES = (start_lab_capture,)
-"""What `cell lab up` starts in the gateway besides what `apply` starts."""
-AFTER_APPLY = (start_lab_daemon,)
-"""What it starts once the policy is applied: the daemon (`--no-daemon` to skip)."""
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def gateway_services() -> tuple[Callable[..., Any], ...]:
+    """What `cell lab up` starts in the gateway besides what `apply` starts. (Imported here,
+    not at the top: every `cell` command builds this parser, and netlink costs start-up.)"""
+    from cell.verify.labcapture import start_lab_capture
+
+    return (start_lab_capture,)
+
+
+def after_apply() -> tuple[Callable[..., Any], ...]:
+    """What it starts once the policy is applied: the daemon (`--no-daemon` to skip)."""
+    from cell.run.labdaemon import start_lab_daemon
+
+    return (start_lab_daemon,)
 
 
 def add_lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,8 +96,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     policy = _load(args)
     hook = None if args.no_apply else _apply_hook()
     t0 = time.monotonic()
-    after = () if args.no_daemon or hook is None else AFTER_APPLY
-    info = lab_up(policy, apply=hook, services=GATEWAY_SERVICES, after_apply=after)
+    after = () if args.no_daemon or hook is None else after_apply()
+    info = lab_up(policy, apply=hook, services=gateway_services(), after_apply=after)
     took = time.monotonic() - t0
     if args.json:
         print(json.dumps({**info.to_doc(), "applied": hook is not None}, indent=2))

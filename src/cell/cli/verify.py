@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, repo
 from cell.errors import UsageError
-from cell.status.probe import ProbeRun
 from cell.timeparse import iso_z, parse_day, parse_time
 
 if TYPE_CHECKING:
+    from cell.status.probe import ProbeRun
     from cell.store import Store
     from policies import Policy
     from policies.layout import Layout

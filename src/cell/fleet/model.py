@@ -25,7 +25,8 @@ from typing import Final, Literal, TypeVar
 from pydantic import Field, ValidationError
 
 from cell.status.checks import CHECK_NAMES
-from cell.status.document import AVAILABILITY_TOPIC, STATUS_TOPIC, Availability, StatusDoc
+from cell.status.document import Availability, StatusDoc
+from cell.status.topics import AVAILABILITY_TOPIC, STATUS_TOPIC
 from policies.clock import iso, parse_iso
 from policies.record import Record, first_error
 

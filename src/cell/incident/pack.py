@@ -26,7 +26,7 @@ from pathlib import Path
 from cell.incident.errors import IncidentUsage, PackError
 from cell.incident.model import Report
 from cell.incident.verifytext import verify_text
-from cell.status.document import MANIFEST_SCHEMA, MANIFEST_TOPIC
+from cell.status.topics import MANIFEST_SCHEMA, MANIFEST_TOPIC
 from cell.store import evidencekey
 from cell.store.statedir import State
 

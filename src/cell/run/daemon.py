@@ -186,7 +186,8 @@ class Daemon:
 
     def _manifest(self, since: int | None, site: str) -> None:
         """The ledger grew by incident packs: their manifests go on the bus (and up to the hub)."""
-        from cell.status.document import MANIFEST_TOPIC, evidence_manifest
+        from cell.status.document import evidence_manifest
+        from cell.status.topics import MANIFEST_TOPIC
         from cell.store.ledger import read
 
         with contextlib.suppress(OSError, ValueError, KeyError):

@@ -24,15 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.render import MONITOR_USER
 from cell.status.checks import Check
-from cell.status.document import (
-    AVAILABILITY_TOPIC,
-    CHECK_TOPIC,
-    EVENT_TOPIC,
-    STATUS_TOPIC,
-    Availability,
-    Event,
-    StatusDoc,
-)
+from cell.status.document import Availability, Event, StatusDoc
+from cell.status.topics import AVAILABILITY_TOPIC, CHECK_TOPIC, EVENT_TOPIC, STATUS_TOPIC
 from policies.clock import now_iso
 
 CLIENT_ID = "cell-daemon"

@@ -18,28 +18,15 @@ can add keys without breaking an older console or hub.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from policies.record import Record
 
 from .checks import Check
+from .topics import AVAILABILITY_SCHEMA, EVENT_SCHEMA, MANIFEST_SCHEMA, STATUS_SCHEMA
 from .verdict import VerdictName
-
-STATUS_SCHEMA: Final = "cell.status/1"
-AVAILABILITY_SCHEMA: Final = "cell.availability/1"
-EVENT_SCHEMA: Final = "cell.event/1"
-
-STATUS_TOPIC: Final = "cell/status"
-AVAILABILITY_TOPIC: Final = "cell/availability"
-CHECK_TOPIC: Final = "cell/check/{name}"
-EVENT_TOPIC: Final = "cell/event"
-MANIFEST_TOPIC: Final = "evidence/manifests/{id}"
-"""Retained: an incident pack's manifest (id, window, digest, findings; never its contents)."""
-MANIFEST_SCHEMA: Final = "cell.evidence-manifest/1"
-STATUS_FILTER: Final = "cell/#"
-"""What a reader of the whole status bus subscribes to (and what `mqtt.yaml` must allow it)."""
 
 
 class LedgerHead(Record):
