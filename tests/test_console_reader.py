@@ -57,7 +57,7 @@ def test_frames_survive_any_split() -> None:
         + frame(MESSAGE, "cell/status", b'{"verdict": "sovereign"}')
         + frame(MESSAGE, "cell/event", b"")
         + frame(MESSAGE, "cell/check/dns ✓", bytes(range(256)))
-        + frame(DOWN, payload="broker gone".encode())
+        + frame(DOWN, payload=b"broker gone")
     )
     whole = Frames().feed(stream)
     assert [(k, t) for k, t, _ in whole] == [
