@@ -117,3 +117,65 @@ def test_cell_status_reads_the_file_and_never_shows_a_stale_green(tmp_path: Path
     with contextlib.redirect_stdout(out):
         assert main(["status", "--state-dir", str(tmp_path)]) == 3
     assert "AT RISK" in out.getvalue() and "DNS blocked today: 847" in out.getvalue()
+
+
+def test_a_probe_run_that_an_apply_cut_across_is_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An apply during a probe run replaces the ruleset and restarts its counters, so a drop
+    reads as uncounted: that run is thrown away (not stored, not reported) and run again."""
+    import dataclasses
+    import threading
+    from types import SimpleNamespace
+
+    from cell.run.board import Board
+    from cell.run.service import Context
+    from cell.run.services.probes import ProbeService
+    from cell.run.site import SiteRef
+    from cell.status.probe import ProbeResult
+    from cell.store import open_store
+    from cell.store.probes import probe_runs
+    from cell.store.statedir import State
+    from conftest import EXAMPLE
+
+    state = State(str(tmp_path / "state"))
+    state.root.mkdir(parents=True)
+    ref = SiteRef(state, str(EXAMPLE), None)
+    site = dataclasses.replace(
+        ref.site, lab=SimpleNamespace(gateway="g", vlan_netns={}, outside="")
+    )
+
+    def result(ok: bool) -> ProbeResult:
+        got = "drop" if ok else "drop (not counted)"
+        return ProbeResult.model_validate(
+            {
+                "from": "nvr",
+                "to": "gateway:53/tcp",
+                "expect": "drop",
+                "got": got,
+                "ok": ok,
+                "evidence": "counter +1" if ok else "counter +0",
+                "id": "nvr->gateway:53/tcp",
+            }
+        )
+
+    runs: list[bool] = []
+
+    def run(_ctx: Context, _probes: object, _env: object) -> list[ProbeResult]:
+        runs.append(True)
+        if len(runs) == 1:  # an apply lands under the first run
+            state.journal.write_text("{}")
+            return [result(False)]
+        return [result(True)]
+
+    monkeypatch.setattr(ProbeService, "_run", staticmethod(run))
+    monkeypatch.setattr(ProbeService, "interval", lambda self, site: 60.0)
+    ref._site = site  # the service picks the current site up again after the apply
+    board = Board()
+    ProbeService(ref).once(Context("probes", board, threading.Event()), site)
+    assert len(runs) == 2, "the run an apply cut across is run again"
+    held = board.checks()["segregation"]
+    assert held.ok, held.detail
+    with open_store(state.root) as store:
+        stored = probe_runs(store, 0)
+    assert [r.ok for r in stored] == [True], "the cut-across run is not kept"

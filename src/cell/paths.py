@@ -12,6 +12,8 @@ from policies.layout import DEFAULT_REPO, DEFAULT_STATE, REPO_ENV, STATE_ENV
 
 REPO_HELP = f"site-config repo (default: ${REPO_ENV} or {DEFAULT_REPO})"
 STATE_HELP = f"state directory (default: ${STATE_ENV}, a lab's gateway, or {DEFAULT_STATE})"
+MONITOR_PASSWORD_ENV = "CELL_MONITOR_PASSWORD"
+"""The bridge monitor's (`cell`) password, when the Cell's own state does not give it."""
 CONSOLE_BROKER = "127.0.0.1:1883"
 """Where `cell console` looks for the status bus without `--broker` or a lab: this Cell's own
 mosquitto on loopback."""

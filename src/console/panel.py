@@ -45,13 +45,14 @@ class Panel(Vertical):
         self._rows: list[Row] = []
         self._shown: list[str] = []
         self._width = 0
+        # Kept by reference: a paint that comes while the app shuts down finds it still.
+        self._table: DataTable[Text] = DataTable(
+            show_header=False, cursor_type="row", zebra_stripes=False, classes="panel-rows"
+        )
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.key} {self.title} · {self.subtitle}", classes="panel-title")
-        table: DataTable[Text] = DataTable(
-            show_header=False, cursor_type="row", zebra_stripes=False, classes="panel-rows"
-        )
-        yield table
+        yield self._table
 
     @property
     def rows(self) -> list[Row]:
@@ -67,7 +68,7 @@ class Panel(Vertical):
         if texts == self._shown:
             self._rows = rows
             return
-        table = self.query_one(DataTable)
+        table = self._table
         lines = [
             Text(r.text + (" ⏎" if r.evidence else ""), style=STYLES[r.tone], no_wrap=True)
             for r in rows
@@ -103,4 +104,4 @@ class Panel(Vertical):
                 self.notify("nothing more backs this line", timeout=2)
 
     def focus_rows(self) -> None:
-        self.query_one(DataTable).focus()
+        self._table.focus()

@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.classify import TAGS
-from bridge.status import CLASSES, BridgeStatus, UnexpectedPublish
 from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, read_operator_file
 from cell.errors import UsageError
-from cell.verify.bridgeplace import PASSWORD_ENV, current_status
+from cell.paths import MONITOR_PASSWORD_ENV as PASSWORD_ENV
 from policies.clock import human
+
+if TYPE_CHECKING:
+    from bridge.status import BridgeStatus, UnexpectedPublish
 
 # --- text -----------------------------------------------------------------------------------
 
@@ -58,6 +60,8 @@ def format_unexpected(u: UnexpectedPublish) -> str:
 
 
 def format_status(st: BridgeStatus) -> str:
+    from bridge.status import CLASSES
+
     link = st.link
     state = {"up": "UP", "down": "DOWN"}.get(link.state, "UNKNOWN")
     lines = [
@@ -125,6 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cell.cli.applied import applied_place, applied_policy
 
     policy, entry = applied_policy(args)  # what runs, never the work tree
+    from cell.verify.bridgeplace import current_status
+
     st = current_status(policy, applied_place(args, policy, entry))
     emit(args, st.to_doc(), format_status(st))
     return 0 if st.ok else 3

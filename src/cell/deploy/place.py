@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import yaml
 
 from cell import paths
-from cell.deploy.install import Target, lab_target
 from cell.store.statedir import State
 from policies import gitrepo
 from policies.layout import Layout
 
 if TYPE_CHECKING:
+    from cell.deploy.install import Target
     from cell.lab import LabInfo
     from cell.store.journal import Entry
 
@@ -70,6 +70,8 @@ def state_for(state_dir: str | None, repo: str | Path | None) -> State:
 def target_for(repo: str | Path, netns: str | None, state: State) -> Target:
     """The gateway `cell apply` acts on: the repo's lab (when up, and `netns` does not point
     elsewhere), or `netns` (None: this host) with the standard layout."""
+    from cell.deploy.install import Target, lab_target  # netlink: only for who acts on a gateway
+
     lab = lab_of(site_of(repo))
     if lab is not None and netns in (None, lab.gateway):
         return lab_target(lab)
@@ -78,6 +80,8 @@ def target_for(repo: str | Path, netns: str | None, state: State) -> Target:
 
 def target_of(entry: Entry) -> Target:
     """The gateway a journal entry was applied to (with the lab's credentials, if it is a lab)."""
+    from cell.deploy.install import Target, lab_target
+
     lab = lab_of(entry.site)
     if lab is not None and lab.gateway == entry.netns:
         return lab_target(lab)

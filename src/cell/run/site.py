@@ -68,7 +68,11 @@ class Site:
         return None
 
 
-def journal_mark(state: State) -> tuple[int, int, int] | None:
+JournalMark = tuple[int, int, int] | None
+"""The journal file's inode, mtime and size: changes with every apply, rollback, reconcile."""
+
+
+def journal_mark(state: State) -> JournalMark:
     try:
         st = state.journal.stat()
     except OSError:

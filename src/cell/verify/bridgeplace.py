@@ -16,7 +16,7 @@ from policies.layout import BRIDGE_SNAPSHOT, MOSQUITTO_LOG, Layout
 
 FRESH = 5.0
 """A snapshot older than this (seconds) is stale: `status` replays the log instead."""
-PASSWORD_ENV = "CELL_MONITOR_PASSWORD"
+PASSWORD_ENV = paths.MONITOR_PASSWORD_ENV
 
 
 @dataclass

@@ -51,13 +51,33 @@ class Periodic:
     def teardown(self) -> None:
         """After the last one, also after a crash."""
 
+    again_on_apply = False
+    """Run again as soon as what is applied changes, not only when the interval is up (an
+    answer about the ruleset before an apply says nothing about the one after it)."""
+
     def run(self, ctx: Context) -> None:
         self.setup(ctx)
         try:
             while not ctx.stop.is_set():
                 site = self.ref.site
                 self.once(ctx, site)
-                if ctx.wait(self.interval(site)):
+                if self._wait(ctx, site):
                     break
         finally:
             self.teardown()
+
+    def _wait(self, ctx: Context, site: Site) -> bool:
+        """Wait out the interval (cut short by an apply, with `again_on_apply`); True: stop."""
+        if not self.again_on_apply:
+            return ctx.wait(self.interval(site))
+        end = time.monotonic() + self.interval(site)
+        while (left := end - time.monotonic()) > 0:
+            if ctx.wait(min(left, 1.0)):
+                return True
+            if applied_id(self.ref.site) != applied_id(site):
+                return False
+        return ctx.stop.is_set()
+
+
+def applied_id(site: Site) -> str | None:
+    return site.entry.id if site.entry else None
