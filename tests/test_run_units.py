@@ -108,7 +108,9 @@ def test_cell_status_reads_the_file_and_never_shows_a_stale_green(tmp_path: Path
     (tmp_path / STATUS_JSON).write_text(doc_at(time.time() - 120).model_dump_json(by_alias=True))
     code, doc = status(tmp_path)
     assert code == 3 and doc["verdict"] == "unknown" and doc["stale"] is True
-    assert str(doc["reasons"][-1]).startswith("status: the daemon last published")  # type: ignore[index]
+    reasons = [str(r) for r in doc["reasons"]]  # type: ignore[attr-defined]
+    assert [r.split(":")[0] for r in reasons] == list(CHECK_NAMES), "each names its check"
+    assert all(": unconfirmed, the daemon last published 12" in r for r in reasons), reasons
     (tmp_path / STATUS_JSON).write_text(
         doc_at(time.time(), "at_risk").model_dump_json(by_alias=True)
     )

@@ -14,7 +14,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from cell import paths
-from cell.cli.util import add_repo, add_state_dir, read_operator_file, repo
+from cell.cli.util import add_login, add_repo, add_state_dir, read_login, repo
 from cell.errors import UsageError
 
 if TYPE_CHECKING:
@@ -79,17 +79,9 @@ def resolve(args: argparse.Namespace) -> tuple[ConsoleConfig, str | None]:
         )
         return config, lab.gateway
     host, port = parse_broker(args.broker or paths.CONSOLE_BROKER)
-    password: str | None = None
-    if args.password_file:
-        password = read_operator_file(args.password_file, "--password-file").decode().strip()
-    elif args.user:
-        raise UsageError(f"--user {args.user} needs --password-file (the login's password)")
-    for flag in ("cafile", "certfile", "keyfile"):
-        value = getattr(args, flag)
-        if value:
-            read_operator_file(value, f"--{flag}")  # a clear error now, not a TLS one later
+    login = read_login(args, user_needs_password=True)
     broker_cfg: BrokerConfig = BrokerConfig(
-        host, port, args.user, password, args.cafile, args.certfile, args.keyfile
+        host, port, login.user, login.password, login.cafile, login.certfile, login.keyfile
     )
     if state is None:
         from pathlib import Path
@@ -143,11 +135,11 @@ def add_console_commands(sub: Any) -> None:
     sp.add_argument(
         "--broker", help=f"HOST:PORT of the Cell's broker (default {paths.CONSOLE_BROKER})"
     )
-    sp.add_argument("--user", help="an operator login of mqtt.yaml that may read cell/#")
-    sp.add_argument("--password-file", help="file holding that login's password")
-    sp.add_argument("--cafile", help="TLS: the CA that signed the broker's certificate")
-    sp.add_argument("--certfile", help="TLS: a client certificate, if the broker wants one")
-    sp.add_argument("--keyfile", help="TLS: its key")
+    add_login(
+        sp,
+        user="an operator login of mqtt.yaml that may read cell/#",
+        cafile="TLS: the CA that signed the broker's certificate",
+    )
     sp.add_argument("--recorded", help="replay a recorded bus (JSON lines {topic, payload})")
     sp.add_argument(
         "--once",

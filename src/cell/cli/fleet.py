@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from cell import paths
-from cell.cli.util import read_operator_file
+from cell.cli.util import add_login, read_login, read_operator_file
 from cell.errors import UsageError
 
 if TYPE_CHECKING:
@@ -24,11 +24,9 @@ HELP = "every site's sovereignty at the hub broker, worst first (exit 3: not all
 def add_fleet_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("fleet", help=HELP, description=HELP)
     sp.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's MQTT broker")
-    sp.add_argument("--cafile", help="CA to check the hub's certificate (turns on TLS)")
-    sp.add_argument("--certfile", help="this client's certificate, for mutual TLS")
-    sp.add_argument("--keyfile", help="its key")
-    sp.add_argument("--user", help="login at the hub")
-    sp.add_argument("--password-file", help="file whose first line is the password")
+    add_login(
+        sp, user="login at the hub", cafile="CA to check the hub's certificate (turns on TLS)"
+    )
     sp.add_argument(
         "--topic",
         default=paths.FLEET_TOPIC,
@@ -61,17 +59,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from cell.fleet.model import FleetModel, HubLayout
 
     host, port = hub_address(args.hub)
-    if (args.certfile is None) != (args.keyfile is None):
-        raise UsageError("--certfile and --keyfile go together (mutual TLS)")
-    if args.password_file and not args.user:
-        raise UsageError("--password-file needs --user")
+    login = read_login(args, user_needs_password=False)
     if not args.wait > 0:
         raise UsageError(f"--wait {args.wait:g}: want a number of seconds above 0")
-    password = None
-    if args.password_file:
-        raw = read_operator_file(args.password_file, "--password-file")
-        password = raw.decode(errors="replace").splitlines()[0] if raw.strip() else ""
-    opts = HubOptions(host, port, args.cafile, args.certfile, args.keyfile, args.user, password)
+    opts = HubOptions(
+        host, port, login.cafile, login.certfile, login.keyfile, login.user, login.password
+    )
     try:
         layout = HubLayout(args.topic)
     except ValueError as e:

@@ -18,17 +18,12 @@ from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, repo
 from cell.timeparse import parse_time
 from cell.verify.coverage import (
     Coverage,
-    CoverageLog,
-    coverage_of,
     iso,
-    live_run,
-    run_ends,
-    runs_of,
 )
 from cell.verify.errors import PcapUsage
 from cell.verify.hubsets import hub_addresses
-from cell.verify.pcapwindow import Extracted, extract, select_files
-from cell.verify.ring import CAPTURE_DIR, RingFile, list_ring, spans
+from cell.verify.pcapwindow import Extracted, RingWindow, extract, ring_window
+from cell.verify.ring import CAPTURE_DIR
 
 
 def add_pcap_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,15 +45,11 @@ def add_pcap_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sp.set_defaults(handler=cmd_pcap, out_kind="file")
 
 
-@dataclass
-class Window:
-    ring: Path
-    since: datetime
-    until: datetime
-    files: list[RingFile]
-    coverage: Coverage
-    events: list[dict[str, Any]]
-    lab: Any
+@dataclass(frozen=True)
+class Window(RingWindow):
+    """The ring's window, and the lab it was captured in (None: this box)."""
+
+    lab: Any = None
 
 
 def _window(args: argparse.Namespace) -> Window:
@@ -72,23 +63,8 @@ def _window(args: argparse.Namespace) -> Window:
     state = state_for(args.state_dir, repo(args)).root
     if not Path(state).is_dir():
         raise PcapUsage(f"state directory {state} does not exist (--state-dir, or `cell lab up`)")
-    ring = Path(state) / CAPTURE_DIR
-    files = list_ring(ring)
-    if not files:
-        raise PcapUsage(
-            f"no capture ring in {ring}: capture.wan.enabled is off, or the capture never ran"
-        )
-    events = CoverageLog(ring).read()
-    live = live_run(events)
-    ends = run_ends(runs_of(events), now=now, live_run=live)
-    chosen = select_files(spans(files, ends), since, until)
-    if not chosen:
-        first, last = files[0].start, max(f.mtime for f in files)
-        raise PcapUsage(
-            f"no capture covers {iso(since)}..{iso(until)}: the ring holds {iso(first)}..{iso(last)}"
-        )
-    cov = coverage_of(events, files, since, until, now=now, live_run=live)
-    return Window(ring, since, until, chosen, cov, events, lab_of(site_of(repo(args))))
+    w = ring_window(Path(state) / CAPTURE_DIR, since, until, now)
+    return Window(w.ring, since, until, w.files, w.coverage, w.events, lab_of(site_of(repo(args))))
 
 
 def _gap_text(cov: Coverage) -> str:
@@ -149,7 +125,7 @@ def _destinations(args: argparse.Namespace) -> int:
 
     policy = load(args)
     w = _window(args)
-    gateway = {a for e in w.events if e["event"] == "start" for a in e.get("addresses", [])}
+    gateway = set(w.gateway_addresses)
     netns = None
     if w.lab is not None:
         gateway.add(str(w.lab.wan_link["gateway"]))

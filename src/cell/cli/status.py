@@ -41,10 +41,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     age = time.time() - _epoch(doc.ts)
     stale = age > doc.fresh_for
     if stale:
+        # Nothing the document says is confirmed any more. Each reason names its check (the
+        # contract), so each check that had not failed says it is unconfirmed, and why.
+        why = f"the daemon last published {age:.0f} s ago (fresh for {doc.fresh_for:g} s)"
+        failed = {r.split(":", 1)[0] for r in doc.reasons}
         out["verdict"], out["stale"] = "unknown", True
         out["reasons"] = [
             *doc.reasons,
-            f"status: the daemon last published {age:.0f} s ago (fresh for {doc.fresh_for:g} s)",
+            *(f"{n}: unconfirmed, {why}" for n in CHECK_NAMES if n not in failed),
         ]
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False))

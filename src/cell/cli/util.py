@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,50 @@ def read_operator_file(path: str, flag: str, limit: int = MAX_OPERATOR_FILE) -> 
     if len(data) > limit:
         raise UsageError(f"{flag} {path}: larger than {limit} bytes; is it the right file?")
     return data
+
+
+@dataclass(frozen=True)
+class Login:
+    """An MQTT login and TLS files from the command line (`cell console`, `cell fleet`)."""
+
+    user: str | None
+    password: str | None
+    cafile: str | None
+    certfile: str | None
+    keyfile: str | None
+
+
+def add_login(sp: argparse.ArgumentParser, *, user: str, cafile: str) -> None:
+    """`--user --password-file --cafile --certfile --keyfile`; `user`, `cafile`: their help."""
+    sp.add_argument("--user", help=user)
+    sp.add_argument("--password-file", help="file whose first line is that login's password")
+    sp.add_argument("--cafile", help=cafile)
+    sp.add_argument("--certfile", help="TLS: this client's certificate, if the broker wants one")
+    sp.add_argument("--keyfile", help="TLS: its key (with --certfile)")
+
+
+def read_login(args: argparse.Namespace, *, user_needs_password: bool) -> Login:
+    """The login the flags give, checked now (a clear error, not a TLS or MQTT one later): the
+    password file and every TLS file readable, --certfile with --keyfile, a password with a
+    user (and, with `user_needs_password`, a user with a password)."""
+    from cell.errors import UsageError
+
+    if (args.certfile is None) != (args.keyfile is None):
+        raise UsageError("--certfile and --keyfile go together (mutual TLS)")
+    if args.password_file and not args.user:
+        raise UsageError("--password-file needs --user")
+    if user_needs_password and args.user and not args.password_file:
+        raise UsageError(f"--user {args.user} needs --password-file (the login's password)")
+    for flag in ("cafile", "certfile", "keyfile"):
+        value = getattr(args, flag)
+        if value:
+            read_operator_file(value, f"--{flag}")
+    password = None
+    if args.password_file:
+        raw = read_operator_file(args.password_file, "--password-file")
+        lines = raw.decode(errors="replace").splitlines()
+        password = lines[0].strip() if lines else ""
+    return Login(args.user, password, args.cafile, args.certfile, args.keyfile)
 
 
 DIR_FLAGS = {"repo": "--repo", "state_dir": "--state-dir", "render": "--render"}

@@ -17,15 +17,10 @@ from cell.incident.model import Step
 from cell.incident.sources import Sources
 from cell.verify.coverage import (
     Coverage,
-    CoverageLog,
-    coverage_of,
     iso,
-    live_run,
-    run_ends,
-    runs_of,
 )
-from cell.verify.pcapwindow import extract, select_files
-from cell.verify.ring import CAPTURE_DIR, list_ring, spans
+from cell.verify.pcapwindow import NoCapture, extract, ring_window
+from cell.verify.ring import CAPTURE_DIR
 
 PCAP = "capture/window.pcapng"
 
@@ -41,33 +36,22 @@ def egress_step(src: Sources, out: Path, now: datetime | None = None) -> Step:
     from cell.verify.pcapread import Packet, read_packets
 
     now = now or datetime.now(UTC)
-    ring = src.state.root / CAPTURE_DIR
-    files = list_ring(ring)
-    if not files:
-        raise IncidentUsage(
-            f"no capture ring in {ring}: capture.wan.enabled is off, or the capture never ran; "
-            "the egress step needs it"
-        )
-    events = CoverageLog(ring).read()
-    live = live_run(events)
-    ends = run_ends(runs_of(events), now=now, live_run=live)
-    chosen = select_files(spans(files, ends), src.since, src.until)
-    if not chosen:
-        first, last = files[0].start, max(f.mtime for f in files)
-        raise IncidentUsage(
-            f"no capture covers {iso(src.since)}..{iso(src.until)}: the ring holds "
-            f"{iso(first)}..{iso(last)}"
-        )
-    cov = coverage_of(events, files, src.since, src.until, now=now, live_run=live)
+    try:
+        window = ring_window(src.state.root / CAPTURE_DIR, src.since, src.until, now)
+    except NoCapture as e:
+        needs = "; the egress step needs it" if e.empty else ""
+        raise IncidentUsage(f"{e}{needs}") from None
+    cov = window.coverage
     gaps = _gaps(cov)
     comment = f"cell incident window {iso(src.since)}..{iso(src.until)}; " + (
         "coverage: complete" if not gaps else f"coverage: GAPS {', '.join(gaps[:5])}"
     )
     target = out / PCAP
     target.parent.mkdir(parents=True, exist_ok=True)
-    got = extract(ring, chosen, src.since, src.until, target, comment=comment, count=False)
-    gateway = {a for e in events if e["event"] == "start" for a in e.get("addresses", [])}
-    gateway |= set(src.gateway_addresses)
+    got = extract(
+        window.ring, window.files, src.since, src.until, target, comment=comment, count=False
+    )
+    gateway = window.gateway_addresses | set(src.gateway_addresses)
     seen = [0, 0]
 
     def counted() -> Iterator[Packet]:

@@ -18,10 +18,20 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from cell.verify.coverage import (
+    Coverage,
+    CoverageLog,
+    coverage_of,
+    iso,
+    live_run,
+    run_ends,
+    runs_of,
+)
 from cell.verify.errors import CaptureError, PcapUsage
 from cell.verify.pcapread import complete_length, read_packets
-from cell.verify.ring import RingFile
+from cell.verify.ring import RingFile, list_ring, spans
 
 SLACK = timedelta(seconds=2)
 
@@ -31,6 +41,53 @@ def select_files(
 ) -> list[RingFile]:
     """The files that may hold packets of [since, until), oldest first. Pure."""
     return [f for f, end in spans if f.start < until and end + SLACK > since]
+
+
+class NoCapture(PcapUsage):
+    """No ring, or nothing in it covers the window (exit 2). `empty`: there is no ring at all."""
+
+    def __init__(self, message: str, *, empty: bool) -> None:
+        super().__init__(message)
+        self.empty = empty
+
+
+@dataclass(frozen=True)
+class RingWindow:
+    """What the ring holds for [since, until): the files to cut, how well they cover it, and the
+    capture's coverage log (its runs and the gateway addresses each one captured on)."""
+
+    ring: Path
+    since: datetime
+    until: datetime
+    files: list[RingFile]
+    coverage: Coverage
+    events: list[dict[str, Any]]
+
+    @property
+    def gateway_addresses(self) -> set[str]:
+        return {a for e in self.events if e["event"] == "start" for a in e.get("addresses", [])}
+
+
+def ring_window(ring: Path, since: datetime, until: datetime, now: datetime) -> RingWindow:
+    """The ring's files for [since, until) and their coverage (`cell pcap`, `cell incident`)."""
+    files = list_ring(ring)
+    if not files:
+        raise NoCapture(
+            f"no capture ring in {ring}: capture.wan.enabled is off, or the capture never ran",
+            empty=True,
+        )
+    events = CoverageLog(ring).read()
+    live = live_run(events)
+    ends = run_ends(runs_of(events), now=now, live_run=live)
+    chosen = select_files(spans(files, ends), since, until)
+    if not chosen:
+        first, last = files[0].start, max(f.mtime for f in files)
+        raise NoCapture(
+            f"no capture covers {iso(since)}..{iso(until)}: the ring holds {iso(first)}..{iso(last)}",
+            empty=False,
+        )
+    cov = coverage_of(events, files, since, until, now=now, live_run=live)
+    return RingWindow(ring, since, until, chosen, cov, events)
 
 
 @dataclass(frozen=True)
