@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 
 from bridge.logparse import LogParser, Publish
-from bridge.render import bridge_client_id, bridge_state_topic
+from bridge.render import bridge_client_id
 from cell.lab import LabInfo
 from conftest import EXAMPLE
 from firewall import netns
 from policies import Policy
 from policies.layout import MOSQUITTO_LOG
+from policies.validate_mqtt import bridge_state_topic
 
 SETTLE = 0.5
 """How long to keep waiting for a forbidden message after the control message has arrived."""
@@ -52,10 +53,13 @@ TESTER_PUBLISH = [
     "bridge/#",
     "evidence/#",
     "unmatched/#",
-    "sites/#",
+    "sites/+/site/#",
+    "sites/+/hub/#",
+    "sites/+/x",
     "hub/commandz/#",
 ]
-"""The test client's rights: everything but the down topics (validation forbids those)."""
+"""The test client's rights: everything but the down topics and the bridge's link state
+(validation forbids those)."""
 
 
 def make_bridge_site(root: Path, site_id: str) -> Path:

@@ -20,11 +20,12 @@ import pytest
 
 from bridge.classify import Classifier
 from bridge.observer import Monitor, MonitorError, Observer
-from bridge.render import bridge_local_client_id, bridge_state_topic
+from bridge.render import bridge_local_client_id
 from firewall import netns
 from policies import Policy
 from policies.layout import BRIDGE_SNAPSHOT, PASSWD
 from policies.topics import matches
+from policies.validate_mqtt import bridge_state_topic
 from test_bridge_harness import (
     TESTER_PUBLISH,
     Site,

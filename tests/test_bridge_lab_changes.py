@@ -20,7 +20,7 @@ import pytest
 
 from bridge.broker import Broker
 from bridge.classify import Classifier
-from bridge.render import bridge_client_id, bridge_local_client_id, bridge_state_topic
+from bridge.render import bridge_client_id, bridge_local_client_id
 from cell.deploy.install import apply_policy, lab_target
 from cell.deploy.runner import NetnsRunner
 from cell.lab.processes import start as start_process
@@ -29,6 +29,7 @@ from cell.lab.processes import wait_ready
 from cell.lab.state import write_state
 from policies import Policy, load_policy
 from policies.layout import BRIDGE_CONF, BRIDGE_SNAPSHOT
+from policies.validate_mqtt import bridge_state_topic
 from test_bridge_harness import (
     Site,
     assert_hub_saw_only_up_topics,

@@ -49,3 +49,21 @@ def test_a_client_may_read_the_status_bus(example: Path) -> None:
     assert console.subscribe == ["cell/#"] and console.publish == []
     up = {r.pattern for r in policy.mqtt.topics if r.direction == "up"}
     assert {"cell/status", "cell/availability"} <= up
+
+
+@pytest.mark.parametrize("grant", ["sites/#", "sites/+/cell/+", "sites/lisbon-01/cell/bridge"])
+def test_no_local_client_may_forge_the_bridge_link_state(site: Site, grant: str) -> None:
+    """The broker publishes 1/0 on `sites/<id>/cell/bridge` as the bridge goes up and down; the
+    monitor and the hub believe it. A client that could write it could show a dead bridge as up."""
+    site.edit("mqtt.yaml", 'publish: ["site/door-01/#"]', f'publish: ["site/door-01/#", "{grant}"]')
+    line = site.line_of("mqtt.yaml", "door-01")
+    (err,) = errors(site.root)
+    assert f"mqtt.yaml:{line}:" in err
+    assert f"'{grant}', which covers the bridge's link state 'sites/lisbon-01/cell/bridge'" in err
+
+
+def test_a_client_may_publish_beside_the_link_state(site: Site) -> None:
+    site.edit(
+        "mqtt.yaml", 'publish: ["site/door-01/#"]', 'publish: ["site/door-01/#", "sites/+/x"]'
+    )
+    load_policy(site.root)  # no error: it does not reach cell/bridge

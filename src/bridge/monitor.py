@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bridge.classify import Classifier
 from bridge.logparse import Dropping, Event, Link, LogParser, Publish, Start
-from bridge.render import bridge_client_id, bridge_local_client_id, bridge_state_topic
+from bridge.render import bridge_client_id, bridge_local_client_id
 from bridge.status import (
     BridgeEnds,
     BridgeStatus,
@@ -35,6 +35,7 @@ from bridge.status import (
 )
 from policies import Policy
 from policies.fsutil import atomic_write
+from policies.validate_mqtt import bridge_state_topic
 
 KEEP_UNEXPECTED = 100
 """Unexpected publishes kept in a snapshot (the most recent); `unexpected_total` counts all."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from policies.confline import WIDTH, lines, no_control, safe, why
 from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, MOSQUITTO_LOG, MOSQUITTO_PID, PASSWD
+from policies.validate_mqtt import bridge_state_topic
 
 if TYPE_CHECKING:
     from policies import Policy
@@ -45,20 +46,6 @@ def bridge_client_id(policy: Policy) -> str:
 def bridge_local_client_id(policy: Policy) -> str:
     """The bridge's client id inside the local broker, as the broker's log lines name it."""
     return f"local.{bridge_client_id(policy)}"
-
-
-BRIDGE_STATE_SUFFIX = "cell/bridge"
-"""The bridge's link state topic, under the site's remote prefix (see `bridge_state_topic`)."""
-
-
-def bridge_state_topic(policy: Policy) -> str:
-    """The retained topic where mosquitto publishes 1/0 as the bridge goes up/down: the same
-    name locally and at the hub (`notification_topic`), under the site's prefix, so the hub's
-    fleet view reads `sites/<id>/cell/bridge` next to the site's bridged `cell/status`."""
-    hub = policy.site.hub
-    if hub is None:  # sealed: no bridge, so no link state crosses; the name stays local
-        return BRIDGE_STATE_SUFFIX
-    return f"{hub.bridge.remote_prefix}{BRIDGE_STATE_SUFFIX}"
 
 
 def render_mosquitto(policy: Policy, layout: Layout) -> dict[str, bytes]:

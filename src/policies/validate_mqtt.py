@@ -19,8 +19,20 @@ MQTT = "mqtt.yaml"
 RESERVED_USERS = frozenset({"cell"})
 STATUS_BUS = "cell/#"
 """The Cell's own status bus: only the daemon (user `cell`) publishes under it."""
+BRIDGE_STATE_SUFFIX = "cell/bridge"
+"""The bridge's link state topic, under the site's remote prefix (see `bridge_state_topic`)."""
 RESERVED_PREFIXES = ("local.",)
 BRIDGED = frozenset({"up", "down"})
+
+
+def bridge_state_topic(policy: Policy) -> str:
+    """The retained topic where mosquitto publishes 1/0 as the bridge goes up/down: the same
+    name locally and at the hub (`notification_topic`), under the site's prefix, so the hub's
+    fleet view reads `sites/<id>/cell/bridge` next to the site's bridged `cell/status`."""
+    hub = policy.site.hub
+    if hub is None:  # sealed: no bridge, so no link state crosses; the name stays local
+        return BRIDGE_STATE_SUFFIX
+    return f"{hub.bridge.remote_prefix}{BRIDGE_STATE_SUFFIX}"
 
 
 def validate_mqtt(p: Policy) -> list[Diagnostic]:
@@ -105,6 +117,7 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
         if r.direction == "down":
             down.add(r.pattern, i)
     seen: dict[str, int] = {}
+    state = bridge_state_topic(p)
     for ci, c in enumerate(p.mqtt.clients):
         at = ("clients", ci)
         if c.username in RESERVED_USERS:
@@ -139,6 +152,15 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                         f"client '{c.username}' may publish to '{f}', which overlaps the Cell's "
                         f"status bus '{STATUS_BUS}' (e.g. '{witness(f, STATUS_BUS)}'): only the "
                         "Cell publishes there; a client may subscribe to it",
+                    )
+                )
+            if intersects(f, state):
+                out.append(
+                    src.diag(
+                        (*at, "publish", fi),
+                        f"client '{c.username}' may publish to '{f}', which covers the bridge's "
+                        f"link state '{state}': only the broker writes it (a forged 1 would show "
+                        "a dead bridge as up); narrow the filter",
                     )
                 )
             reserved = _reserved_publish(f)
