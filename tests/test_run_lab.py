@@ -443,6 +443,7 @@ def test_an_incident_pack_manifest_is_published_retained(lab: Cell) -> None:
         time.sleep(0.2)
     assert out is not None and out.returncode == 0, out.stderr if out else "no run"
     doc = json.loads(out.stdout)
+    sig = doc.pop("sig")
     assert doc == {
         "schema": "cell.evidence-manifest/1",
         "id": pack,
@@ -453,4 +454,26 @@ def test_an_incident_pack_manifest_is_published_retained(lab: Cell) -> None:
         "encrypted": False,
         "digest": digest,
     }
+    # Signed by the Cell's evidence key: checked as a third party would (docs/incident.md), so
+    # a local client that may write evidence/manifests/# cannot pass a forgery off as the Cell's.
+    from cell.store import evidencekey
+
+    signer = evidencekey.public_line(State(lab.state))
+    site_id = doc["site"]
+
+    def verifies(digest_claimed: str) -> bool:
+        text = f"cell-evidence-manifest\nid {pack}\nsite {site_id}\ndigest {digest_claimed}\n"
+        work = Path(lab.state).parent / f"verify-{pack}"
+        work.mkdir(exist_ok=True)
+        (work / "allowed_signers").write_text(signer + "\n")
+        (work / "manifest.sig").write_text(sig)
+        r = subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", str(work / "allowed_signers"),
+             "-I", f"cell-evidence@{site_id}", "-n", "cell-manifest", "-s", str(work / "manifest.sig")],
+            input=text.encode(), capture_output=True,
+        )  # fmt: skip
+        return r.returncode == 0
+
+    assert verifies(digest), "the manifest's signature checks with plain ssh-keygen"
+    assert not verifies("cd" * 32), "and binds the digest"
     lab.sovereign()

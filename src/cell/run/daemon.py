@@ -186,8 +186,9 @@ class Daemon:
 
     def _manifest(self, since: int | None, site: str) -> None:
         """The ledger grew by incident packs: their manifests go on the bus (and up to the hub)."""
-        from cell.status.document import evidence_manifest
+        from cell.status.document import evidence_manifest, manifest_text
         from cell.status.topics import MANIFEST_TOPIC
+        from cell.store import evidencekey
         from cell.store.ledger import read
 
         with contextlib.suppress(OSError, ValueError, KeyError):
@@ -195,7 +196,22 @@ class Daemon:
             for entry in read(self.state):
                 if entry.get("kind") == "evidence-pack" and int(entry.get("seq", -1)) > after:
                     doc = evidence_manifest(entry, site)
+                    doc["sig"] = self._sign(manifest_text(doc), evidencekey.MANIFEST_NAMESPACE)
                     self.publisher.retain(MANIFEST_TOPIC.format(id=doc["id"]), doc)
+
+    def _sign(self, text: bytes, namespace: str) -> str | None:
+        """The evidence key's signature of `text` (None without a key, or if ssh-keygen fails:
+        the manifest still goes out). Signed, a manifest cannot be passed off as the Cell's by a
+        local client that may publish evidence/manifests/# (the example's NVR may)."""
+        from cell.store import evidencekey
+        from policies.errors import CellError
+
+        if not evidencekey.has_key(self.state):
+            return None
+        try:
+            return evidencekey.sign(self.state, text, namespace)
+        except CellError:
+            return None
 
     def _counts(self) -> dict[str, Any]:
         counts = self.board.take_counts()

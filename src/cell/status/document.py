@@ -139,3 +139,9 @@ def evidence_manifest(entry: Mapping[str, Any], site: str) -> dict[str, Any]:
         "encrypted": entry.get("encrypted"),
         "digest": entry.get("digest"),
     }
+
+
+def manifest_text(doc: Mapping[str, Any]) -> bytes:
+    """What a manifest's `sig` signs (the evidence key, namespace `cell-manifest`): the pack's
+    id, site and digest, as lines a third party can type (docs/incident.md)."""
+    return f"cell-evidence-manifest\nid {doc['id']}\nsite {doc['site']}\ndigest {doc['digest']}\n".encode()

@@ -20,6 +20,8 @@ KEY_DIR = "keys"
 KEY = "evidence"
 HEAD_NAMESPACE = "cell-ledger"
 """The ssh-keygen -Y namespace of ledger heads (incident packs use their own)."""
+MANIFEST_NAMESPACE = "cell-manifest"
+"""The namespace of the incident manifests the daemon publishes (`evidence/manifests/<id>`)."""
 
 
 def principal(site: str) -> str:
