@@ -10,9 +10,9 @@ bench/drift_latency.py measures the watcher alone (to its event line): the diffe
 the daemon and the bus add.
 
 With `--load RATE`, the same changes run twice in the same lab: first on a quiet bus (the
-baseline), then while publishers in the NVR's VLAN send RATE messages a second on the site's
-bus as the `nvr` login (70 % QoS 0 on a local topic, 30 % QoS 1 events that the bridge carries
-up). The daemon's one `cell` connection reads the whole bus (`#`, for the bridge monitor) and
+baseline), then while publishers send RATE messages a second on the site's bus as the `nvr` and
+`ai` logins, from their hosts' VLANs (70 % QoS 0 on a local topic, 30 % QoS 1 events that the
+bridge carries up). The daemon's one `cell` connection reads the whole bus (`#`, for the bridge monitor) and
 sends the status on it, so this is what a busy site costs the status.
 
     .venv/bin/python bench/status_latency.py [CHANGES] [--load RATE]
@@ -33,23 +33,27 @@ from daemonlab import BusReader, daemon_lab
 from drift_latency import percentile
 
 TIMEOUT = 5.0
-PUBLISHERS = 2
-LOAD_MIX = [(7, "site/nvr/load/{id}", 0), (3, "site/nvr/events/{id}", 1)]
+LOGINS = ("nvr", "ai")
+"""One publisher per login: with `use_username_as_clientid`, two connections of one login take
+the session from each other."""
 
 
 def start_load(info: LabInfo, rate: int) -> list[subprocess.Popen[bytes]]:
-    host = info.hosts["nvr"]
-    spec = {
-        "user": "nvr",
-        "password": info.credentials["nvr"],
-        "host": info.vlans[host["vlan"]]["gateway"],
-        "port": 1883,
-        "seconds": 3600,
-        "mix": LOAD_MIX,
-    }
-    return [
-        spawn(host["netns"], {**spec, "p": p, "rate": rate / PUBLISHERS}) for p in range(PUBLISHERS)
-    ]
+    procs = []
+    for user in LOGINS:
+        host = info.hosts[user]
+        spec = {
+            "user": user,
+            "password": info.credentials[user],
+            "host": info.vlans[host["vlan"]]["gateway"],
+            "port": 1883,
+            "seconds": 3600,
+            "mix": [(7, f"site/{user}/load/{{id}}", 0), (3, f"site/{user}/events/{{id}}", 1)],
+            "p": user,
+            "rate": rate / len(LOGINS),
+        }
+        procs.append(spawn(host["netns"], spec))
+    return procs
 
 
 def measure(

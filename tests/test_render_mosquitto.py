@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bridge.broker import own_socket_dir
 from bridge.render import bridge_client_id, bridge_local_client_id, render_mosquitto
 from conftest import EXAMPLE
 from firewall import netns
@@ -257,8 +258,16 @@ def gw(policy: Policy, tmp_path: Path) -> Gw:
     return Gw(layout, tmp_path, make_tls(policy, layout, tmp_path))
 
 
+def socket_of(conf: Path) -> str | None:
+    for line in conf.read_text().splitlines():
+        if line.startswith("listener 0 "):
+            return line.split(maxsplit=2)[2]
+    return None
+
+
 @contextmanager
 def broker(ns: str, conf: Path) -> Iterator[subprocess.Popen[bytes]]:
+    own_socket_dir(socket_of(conf))  # as the Cell's broker control does before it starts it
     proc = netns.popen(
         ns, ["mosquitto", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from policies.errors import CellError
-from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, MOSQUITTO_INCLUDE_DIR, PASSWD
+from policies.layout import (
+    ACL,
+    BRIDGE_CONF,
+    MOSQUITTO_CONF,
+    MOSQUITTO_INCLUDE_DIR,
+    PASSWD,
+)
 
 Action = Literal["unchanged", "started", "reloaded", "restarted"]
 RESTART_FILES = (MOSQUITTO_CONF, BRIDGE_CONF)
@@ -50,8 +56,11 @@ class Broker:
     pidfile: Path
     log: Path
     port: int
+    socket: str | None = None
+    """The config's unix-socket listener (`Layout.mqtt_socket`), whose directory it needs."""
 
     def start(self, timeout: float = 5.0) -> None:
+        own_socket_dir(self.socket)
         self.runner.start(["mosquitto", "-c", str(self.conf)], self.pidfile, self.log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -94,13 +103,25 @@ def local_connectable(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def check_config(conf: Path, port: int, log: Path, timeout: float = 5.0) -> None:
+def own_socket_dir(socket: str | Path | None) -> None:
+    """The directory of the broker's own unix socket (`Layout.mqtt_socket`): mosquitto makes the
+    socket, not its directory, and /run is empty after a reboot. Root only. (Where it cannot be
+    made, mosquitto says why it cannot listen.)"""
+    if socket is not None:
+        with contextlib.suppress(OSError):
+            Path(socket).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def check_config(
+    conf: Path, port: int, log: Path, timeout: float = 5.0, socket: str | None = None
+) -> None:
     """mosquitto 2.0 has no config-test flag, so run it on `conf` until it listens on `port`.
 
     It runs in a network namespace of its own (unshare in the child: gone with the process, even
     if we are killed), so it binds no live port and its bridge reaches nothing. Raises
     `BrokerError` with mosquitto's last words if it exits or does not listen in time.
     """
+    own_socket_dir(socket)
     proc = subprocess.Popen(
         ["mosquitto", "-c", str(conf)],
         stdin=subprocess.DEVNULL,

@@ -33,6 +33,8 @@ from policies.errors import CellError
 
 OnUnexpected = Callable[[UnexpectedPublish], None]
 KEEPALIVE = 30
+OBSERVER_ID = "cell-monitor"
+"""The observer's client id on the Cell's own socket (`Observer.unix`), with its process id."""
 
 
 class LogFollower:
@@ -91,10 +93,10 @@ class Observer:
     log: Path
     snapshot: Path
     interval: float = 1.0
-    bus: bool = True
-    """Open the monitor's own connection to the bus. False: messages are handed in through
-    `Monitor.observe` by a client that already holds the `cell` login (the daemon's one
-    connection: the broker names a client by its login, so a second one would take it over)."""
+    unix: str | None = None
+    """The broker's unix-socket listener for the Cell's own clients (`Layout.mqtt_socket`): there
+    the monitor keeps its own client id, so it takes no other `cell` connection's session.
+    None: the network listener, where the broker names it `cell` (its login)."""
 
 
 class MonitorError(CellError):
@@ -113,9 +115,11 @@ class Monitor:
     ) -> None:
         self.where = where
         self.core = MonitorCore(policy, log=str(where.log), source="monitor")
-        self.client_id = (
-            MONITOR_USER  # the broker names a client by its login (use_username_as_clientid)
-        )
+        # On the network listener the broker names a client by its login
+        # (use_username_as_clientid); on the Cell's own socket it keeps the id it sends.
+        # (One id per process there: two monitors, the daemon's and `cell bridge monitor`, can
+        # both watch.)
+        self.client_id = f"{OBSERVER_ID}-{os.getpid()}" if where.unix else MONITOR_USER
         self.core.observer_id = self.client_id
         self.on_unexpected = on_unexpected
         self._lock = threading.Lock()
@@ -132,8 +136,7 @@ class Monitor:
         watcher = threading.Thread(target=self._observe, name="cell-observer", daemon=True)
         deadline = None if seconds is None else time.monotonic() + seconds
         next_write = 0.0
-        if self.where.bus:
-            watcher.start()
+        watcher.start()
         try:
             while not self.stop.is_set():
                 self._follow(follower)
@@ -157,17 +160,6 @@ class Monitor:
         final = self.status()
         write_snapshot(final, self.where.snapshot)
         return final
-
-    def attach(self) -> None:
-        """An outside client is subscribed to `#` and `$SYS/#` for us: counting starts now."""
-        with self._lock:
-            self.core.start_seen(time.time())
-        self.connected.set()
-
-    def observe(self, topic: str, payload: bytes, retained: bool) -> None:
-        """One message that outside client received (see `Observer.bus`)."""
-        with self._lock:
-            self.core.observe(topic, payload, retained, time.time())
 
     def _follow(self, follower: LogFollower) -> None:
         first, lines = follower.read()
@@ -203,7 +195,7 @@ class Monitor:
 
     def _session(self) -> None:
         w, core, lock = self.where, self.core, self._lock
-        with socket.create_connection((w.host, w.port), timeout=5) as sock:
+        with _connect(w) as sock:
             sock.sendall(wire.connect(self.client_id, MONITOR_USER, w.password, KEEPALIVE))
             sock.settimeout(0.25)
             decoder = wire.Decoder()
@@ -242,3 +234,16 @@ class Monitor:
                         for m in batch:
                             core.observe(m.topic, m.payload, m.retain, now)
             sock.sendall(wire.DISCONNECT)
+
+
+def _connect(w: Observer) -> socket.socket:
+    if w.unix is None:
+        return socket.create_connection((w.host, w.port), timeout=5)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(5)
+        sock.connect(w.unix)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from policies.confline import WIDTH, lines, no_control, safe, why
-from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, MOSQUITTO_LOG, MOSQUITTO_PID, PASSWD
+from policies.layout import (
+    ACL,
+    BRIDGE_CONF,
+    MOSQUITTO_CONF,
+    MOSQUITTO_LOG,
+    MOSQUITTO_PID,
+    PASSWD,
+)
 from policies.validate_mqtt import bridge_state_topic
 
 if TYPE_CHECKING:
@@ -153,6 +160,14 @@ def _main(policy: Policy, layout: Layout) -> list[str]:
             "kick the bridge off, or pass for it in the log the monitor reads.",
         ),
         "use_username_as_clientid true",
+        "",
+        *why(
+            "The Cell's own listener: a unix socket (root only, reached from no VLAN), where a",
+            "client keeps the id it sends. The daemon's status publisher",
+            "and its bridge monitor both log in as `cell` here, as two clients: on the network",
+            "listener the second would take the first's session (and set off its will).",
+        ),
+        f"listener 0 {layout.mqtt_socket}",
         "",
         *why(
             "The bridge lives in conf.d/: a `connection` line opens a section that runs to the end",

@@ -8,6 +8,7 @@ policy, and a real Cell uses `/`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # Rendered artifacts, relative to the config directory (and to `cell render --out`).
@@ -71,6 +72,10 @@ REPO_ENV = "CELL_REPO"
 STATE_ENV = "CELL_STATE_DIR"
 
 
+SOCKET_DIR = "/run/cell"
+"""Where the brokers' own unix sockets are (`Layout.mqtt_socket`)."""
+
+
 @dataclass(frozen=True)
 class Layout:
     root: str = "/"
@@ -92,6 +97,17 @@ class Layout:
     def state(self) -> str:
         """The directory for runtime state (password file, logs, pid files, counters)."""
         return self.path(self.state_dir)
+
+    @property
+    def mqtt_socket(self) -> str:
+        """The broker's unix-socket listener for the Cell's own clients (the daemon's status
+        publisher, the bridge monitor): root only, reached from no VLAN, and a client keeps its
+        own id there, so two `cell` connections do not take each other's session
+        (docs/daemon.md). Under the layout's /run/cell, named by the state directory: one per
+        broker (the live one, the apply check's), and short (a socket path has 108 bytes at
+        most). mosquitto makes the socket but not its directory: whoever starts it does."""
+        digest = hashlib.sha256(self.state.encode()).hexdigest()[:12]
+        return f"{self.path(SOCKET_DIR)}/mqtt-{digest}.sock"
 
     def dns_log(self, instance: str) -> str:
         """The query log of dnsmasq `instance` ('sinkhole' or 'resolver'), read by the Cell."""

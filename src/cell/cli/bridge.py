@@ -138,6 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from bridge.observer import Monitor, Observer
     from cell.cli.applied import applied_place, applied_policy
@@ -160,7 +161,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     if place.netns is not None:
         netns.enter(place.netns)  # before paho makes its socket and thread: both inherit it
-    where = Observer("127.0.0.1", policy.mqtt.listener.port, password, place.log, place.snapshot)
+    own = Path(place.layout.mqtt_socket)  # beside the daemon's, not instead of it
+    where = Observer(
+        "127.0.0.1",
+        policy.mqtt.listener.port,
+        password,
+        place.log,
+        place.snapshot,
+        unix=str(own) if own.exists() else None,
+    )
     monitor = Monitor(policy, where, on_unexpected=report)
     signal.signal(signal.SIGTERM, lambda *_: monitor.stop.set())
     if not args.json:

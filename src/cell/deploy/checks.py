@@ -60,7 +60,7 @@ def _check_mosquitto(policy: Policy, target: Target, timeout: float = 5.0) -> No
     conf = Path(layout.config) / "mosquitto" / "mosquitto.conf"
     log = Path(layout.state) / "mosquitto" / "mosquitto.log"
     try:
-        check_config(conf, policy.mqtt.listener.port, log, timeout)
+        check_config(conf, policy.mqtt.listener.port, log, timeout, layout.mqtt_socket)
     except BrokerError as e:
         raise ApplyError(str(e)) from None
 

@@ -94,6 +94,7 @@ def broker_for(policy: Policy, target: Target) -> Broker:
         pidfile=pidfile(target, "broker"),
         log=target.state / "mosquitto" / "mosquitto.out",
         port=policy.mqtt.listener.port,
+        socket=target.layout.mqtt_socket,
     )
 
 

@@ -24,7 +24,7 @@ from cell.run.assemble import assemble, status_doc
 from cell.run.board import Board
 from cell.run.metrics import Exporter, Metrics
 from cell.run.notify import notify, watchdog_interval
-from cell.run.publisher import Bus, BusTap, Publisher
+from cell.run.publisher import Bus, Publisher
 from cell.run.service import Service
 from cell.run.site import SiteRef
 from cell.run.supervisor import Supervisor
@@ -79,15 +79,14 @@ class Daemon:
         self.ref = SiteRef(self.state, opts.repo, opts.netns)
         self.board = Board()
         self.session = uuid.uuid4().hex[:12]
-        self.tap = BusTap()  # the daemon's one `cell` connection, shared with the bridge monitor
         self.supervisor = Supervisor(
-            services if services is not None else all_services(self.ref, self.tap), self.board
+            services if services is not None else all_services(self.ref), self.board
         )
         site = self.ref.site
+        socket = site.target.layout.mqtt_socket
         self.publisher = Publisher(
-            Bus("127.0.0.1", site.policy.mqtt.listener.port, site.mqtt_password()),
+            Bus("127.0.0.1", site.policy.mqtt.listener.port, site.mqtt_password(), unix=socket),
             self.session,
-            tap=self.tap,
         )
         self.metrics = Metrics()
         self.exporter = Exporter(self.metrics, opts.metrics)

@@ -1,7 +1,8 @@
 """The status bus: the daemon's documents on the site's own mosquitto (cell.status.document).
 
-As the reserved user `cell`, client id `cell` (the broker names a client by its login) (one daemon per Cell: a second one would
-take the session over, and the two would be seen fighting), QoS 1:
+As the reserved user `cell`, client id `cell-daemon`, over the broker's own unix socket (where a
+client keeps its id, so the bridge monitor's `cell` connection beside it takes nothing over;
+one daemon per Cell), QoS 1:
 - `cell/availability` retained; the offline document is the MQTT will, so a daemon killed
   (`kill -9`, a crash, a power cut) reads offline as soon as the broker notices;
 - `cell/status` retained: the summary; `cell/check/<name>` retained: each check in full;
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,49 +43,17 @@ class Bus:
     password: str | None
     username: str = MONITOR_USER
     client_id: str = CLIENT_ID
+    unix: str | None = None
+    """The broker's unix socket for the Cell's own clients; None: `host`:`port`."""
 
 
 def _json(doc: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
 
 
-Listener = Callable[[str, bytes, bool], None]
-
-
-class BusTap:
-    """What the daemon's one connection to the bus receives, for whoever listens (the bridge
-    monitor). The broker names a client by its login (`use_username_as_clientid`), so every part
-    of the daemon that needs the `cell` login shares this connection: a second one would take
-    the first over, and the first one's will would say offline."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._listeners: list[Listener] = []
-        self.subscribed = threading.Event()
-
-    def listen(self, fn: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(fn)
-
-        def remove() -> None:
-            with self._lock:
-                if fn in self._listeners:
-                    self._listeners.remove(fn)
-
-        return remove
-
-    def deliver(self, topic: str, payload: bytes, retained: bool) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for fn in listeners:
-            fn(topic, payload, retained)
-
-
 class Publisher:
-    def __init__(
-        self, bus: Bus, session: str, started: str | None = None, tap: BusTap | None = None
-    ) -> None:
-        self.bus, self.session, self.tap = bus, session, tap
+    def __init__(self, bus: Bus, session: str, started: str | None = None) -> None:
+        self.bus, self.session = bus, session
         self.started = started or now_iso()
         self.connected = threading.Event()
         self.published = threading.Event()
@@ -101,6 +70,7 @@ class Publisher:
             client_id=bus.client_id,
             clean_session=True,
             protocol=mqtt.MQTTv311,
+            transport="unix" if bus.unix else "tcp",
         )
         if bus.password is not None:
             c.username_pw_set(bus.username, bus.password)
@@ -110,14 +80,13 @@ class Publisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
         self.client = c
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.client.connect_async(self.bus.host, self.bus.port, KEEPALIVE)
+        where = self.bus.unix or self.bus.host
+        self.client.connect_async(where, self.bus.port, KEEPALIVE)
         self.client.loop_start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -182,24 +151,12 @@ class Publisher:
         self.connected.set()
         for topic, payload in sorted(extra.items()):
             client.publish(topic, payload, qos=1, retain=True)
-        if self.tap is not None:
-            client.subscribe([("#", 0), ("$SYS/#", 0)])
         self._send_checks(checks)
         if status is not None:
             self._send_status(status)
 
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        if self.tap is not None and not any(c.is_failure for c in codes):  # refused: not watching
-            self.tap.subscribed.set()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        if self.tap is not None:
-            self.tap.deliver(msg.topic, bytes(msg.payload), bool(msg.retain))
-
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _rc: Any, _p: Any) -> None:
         self.connected.clear()
-        if self.tap is not None:
-            self.tap.subscribed.clear()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         with self._lock:

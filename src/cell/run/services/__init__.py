@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cell.run.publisher import BusTap
     from cell.run.service import Service
     from cell.run.site import SiteRef
 
 
-def all_services(ref: SiteRef, tap: BusTap | None = None) -> list[Service]:
+def all_services(ref: SiteRef) -> list[Service]:
     from cell.run.services.bridge import BridgeService
     from cell.run.services.capture import CaptureService
     from cell.run.services.drift import DriftService
@@ -23,7 +22,7 @@ def all_services(ref: SiteRef, tap: BusTap | None = None) -> list[Service]:
         TrustService(ref),
         DriftService(ref),
         ProbeService(ref),
-        BridgeService(ref, tap),
+        BridgeService(ref),
         DnsService(ref),
         DropService(ref),
         CaptureService(ref),

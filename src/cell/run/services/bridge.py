@@ -21,7 +21,6 @@ from policies.layout import BRIDGE_SNAPSHOT, MOSQUITTO_LOG
 
 if TYPE_CHECKING:
     from bridge.status import BridgeStatus, UnexpectedPublish
-    from cell.run.publisher import BusTap
 
 
 def bridge_check(status: BridgeStatus) -> tuple[bool, str, list[str]]:
@@ -49,8 +48,8 @@ class BridgeService:
     deadline = 20.0
     checks: tuple[str, ...] = ("bridge",)
 
-    def __init__(self, ref: SiteRef, tap: BusTap | None = None) -> None:
-        self.ref, self.tap = ref, tap
+    def __init__(self, ref: SiteRef) -> None:
+        self.ref = ref
 
     def run(self, ctx: Context) -> None:
         from bridge.observer import Monitor, Observer
@@ -63,7 +62,7 @@ class BridgeService:
             password=site.mqtt_password() or "",
             log=state / MOSQUITTO_LOG,
             snapshot=state / BRIDGE_SNAPSHOT,
-            bus=self.tap is None,  # in the daemon: its one `cell` connection hands messages in
+            unix=site.target.layout.mqtt_socket,  # its own client beside the daemon's publisher
         )
         (state / BRIDGE_SNAPSHOT).parent.mkdir(parents=True, exist_ok=True)
 
@@ -76,7 +75,6 @@ class BridgeService:
             )
 
         monitor = Monitor(site.policy, where, unexpected)
-        detach = self.tap.listen(monitor.observe) if self.tap is not None else None
         failure: list[BaseException] = []
 
         def body() -> None:
@@ -90,11 +88,6 @@ class BridgeService:
         fresh = 3 * site.seconds("publish_interval")
         try:
             while not ctx.wait(1.0):
-                if self.tap is not None:  # counting starts once the shared connection subscribed
-                    if self.tap.subscribed.is_set() and not monitor.connected.is_set():
-                        monitor.attach()
-                    elif not self.tap.subscribed.is_set():
-                        monitor.connected.clear()
                 if not thread.is_alive():
                     if failure:
                         raise failure[0]
@@ -102,7 +95,5 @@ class BridgeService:
                 ok, detail, evidence = bridge_check(monitor.status())
                 ctx.report("bridge", check(ok, detail, fresh, evidence))
         finally:
-            if detach is not None:
-                detach()
             monitor.stop.set()
             thread.join(timeout=5)
