@@ -14,6 +14,7 @@ turns errors into exit codes; library code raises.
     ├── UsageError (2)            cell.errors           bad input on the command line
     │   ├── AlreadyEnrolled (2)   cell.gitops.enroll    enrolling again without --reset
     │   ├── PcapUsage (2)         cell.verify.errors    no capture, an empty window
+    │   │   └── NoCapture (2)     cell.verify.errors    no ring, or none of it in the window
     │   ├── IncidentUsage (2)     cell.incident.errors  a bad window, no capture, --out exists
     │   ├── ProbeRefused (2)      cell.verify.errors    a VLAN link missing, a probe address in use
     │   └── TimeError (2)         cell.timeparse        a time that is not ISO 8601 or -2h

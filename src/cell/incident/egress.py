@@ -19,7 +19,8 @@ from cell.verify.coverage import (
     Coverage,
     iso,
 )
-from cell.verify.pcapwindow import NoCapture, extract, ring_window
+from cell.verify.errors import NoCapture
+from cell.verify.pcapwindow import extract, ring_window
 from cell.verify.ring import CAPTURE_DIR
 
 PCAP = "capture/window.pcapng"

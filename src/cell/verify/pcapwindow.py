@@ -29,7 +29,7 @@ from cell.verify.coverage import (
     run_ends,
     runs_of,
 )
-from cell.verify.errors import CaptureError, PcapUsage
+from cell.verify.errors import CaptureError, NoCapture, PcapUsage
 from cell.verify.pcapread import complete_length, read_packets
 from cell.verify.ring import RingFile, list_ring, spans
 
@@ -41,14 +41,6 @@ def select_files(
 ) -> list[RingFile]:
     """The files that may hold packets of [since, until), oldest first. Pure."""
     return [f for f, end in spans if f.start < until and end + SLACK > since]
-
-
-class NoCapture(PcapUsage):
-    """No ring, or nothing in it covers the window (exit 2). `empty`: there is no ring at all."""
-
-    def __init__(self, message: str, *, empty: bool) -> None:
-        super().__init__(message)
-        self.empty = empty
 
 
 @dataclass(frozen=True)
