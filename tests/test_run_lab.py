@@ -477,3 +477,39 @@ def test_an_incident_pack_manifest_is_published_retained(lab: Cell) -> None:
     assert verifies(digest), "the manifest's signature checks with plain ssh-keygen"
     assert not verifies("cd" * 32), "and binds the digest"
     lab.sovereign()
+
+
+def test_cell_bridge_monitor_beside_the_daemon_takes_nothing_over(lab: Cell) -> None:
+    """The daemon's status publisher and its bridge monitor, and an operator's `cell bridge
+    monitor`, all log in as `cell`: on the broker's own socket each keeps its id, so none takes
+    another's session (on the network listener the broker names a client by its login, and the
+    daemon's will would say offline)."""
+    from policies.layout import MOSQUITTO_LOG
+
+    lab.sovereign()
+    log = lab.state / MOSQUITTO_LOG
+    start = log.stat().st_size
+    password = lab.info.credentials["console"]
+    watch = netns.popen(
+        lab.info.gateway,
+        ["mosquitto_sub", "-h", "127.0.0.1", "-u", "console", "-P", password,
+         "-t", "cell/availability"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        monitor = lab.cell("bridge", "monitor", "--seconds", "4", "--json")
+        assert monitor.returncode == 0, monitor.stderr
+        time.sleep(1)
+    finally:
+        watch.terminate()
+        said, _ = watch.communicate(timeout=10)
+    states = [json.loads(line)["state"] for line in said.splitlines() if line.strip()]
+    assert states and set(states) == {"online"}, states  # the retained one, and nothing else
+    with log.open(errors="replace") as f:
+        f.seek(start)
+        lines = f.read().splitlines()
+    joined = [x for x in lines if "New client connected from" in x and "u'cell'" in x]
+    assert any(" as cell-monitor-" in x for x in joined), "the operator's monitor on the socket"
+    assert not [x for x in lines if "already connected, closing old connection" in x], lines
+    doc = lab.sovereign()
+    assert doc["checks"]["bridge"]["ok"], doc["checks"]["bridge"]
