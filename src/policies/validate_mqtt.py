@@ -145,22 +145,10 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
             )
         seen.setdefault(c.username, ci)
         for fi, f in enumerate(c.publish):
-            if intersects(f, STATUS_BUS):
+            for why in _cells_own(f, state):
                 out.append(
                     src.diag(
-                        (*at, "publish", fi),
-                        f"client '{c.username}' may publish to '{f}', which overlaps the Cell's "
-                        f"status bus '{STATUS_BUS}' (e.g. '{witness(f, STATUS_BUS)}'): only the "
-                        "Cell publishes there; a client may subscribe to it",
-                    )
-                )
-            if intersects(f, state):
-                out.append(
-                    src.diag(
-                        (*at, "publish", fi),
-                        f"client '{c.username}' may publish to '{f}', which covers the bridge's "
-                        f"link state '{state}': only the broker writes it (a forged 1 would show "
-                        "a dead bridge as up); narrow the filter",
+                        (*at, "publish", fi), f"client '{c.username}' may publish to '{f}', {why}"
                     )
                 )
             reserved = _reserved_publish(f)
@@ -175,6 +163,24 @@ def _clients(p: Policy, out: list[Diagnostic]) -> None:
                         f"{_where(p, ri)}: only the bridge publishes hub commands (e.g. '{witness(f, r.pattern)}')",
                     )
                 )
+
+
+def _cells_own(f: str, state: str) -> list[str]:
+    """Why a publish filter reaches what only the Cell or its broker write: the status bus, and
+    the bridge's link state `state` (which the monitor and the hub believe)."""
+    out = []
+    if intersects(f, STATUS_BUS):
+        out.append(
+            f"which overlaps the Cell's status bus '{STATUS_BUS}' (e.g. "
+            f"'{witness(f, STATUS_BUS)}'): only the Cell publishes there; a client may subscribe "
+            "to it"
+        )
+    if intersects(f, state):
+        out.append(
+            f"which covers the bridge's link state '{state}': only the broker writes it (a "
+            "forged 1 would show a dead bridge as up); narrow the filter"
+        )
+    return out
 
 
 def _reserved_publish(f: str) -> str | None:
