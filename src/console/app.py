@@ -148,7 +148,7 @@ class CellConsole(App[int]):
     async def listen(self) -> None:
         """The bus, into the `Inbox` (the live bus is read by a process of its own)."""
         assert self.source is not None and self._inbox is not None
-        await self._inbox.run(self.source)
+        await self.source.run(self._inbox)
 
     def deliver(self, batch: list[tuple[str, bytes]], link: tuple[str | None] | None) -> None:
         """What the bus brought since the last look, in the app's loop: apply it all, then

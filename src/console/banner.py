@@ -123,7 +123,7 @@ STYLES: Final[dict[BannerKind, str]] = {
 changes many times a second must not make Textual restyle the screen each time. NO_COLOR greys
 them out (Textual's filter); the words and glyphs stay. Textual's own style parser reads these
 (a Rich colour name it does not know, such as `dark_green`, is silently dropped, and costs a
-spelling suggestion on every paint): `test_banner_styles_parse` holds them to it."""
+spelling suggestion on every paint): `test_banner_and_row_styles_parse` holds them to it."""
 
 
 class Banner(Widget):

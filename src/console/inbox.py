@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Callable
 
 from cell.status.topics import EVENT_TOPIC
-from console.sources import StatusSource
 
 Batch = list[tuple[str, bytes]]
 Deliver = Callable[[Batch, "tuple[str | None] | None"], None]
@@ -50,10 +49,6 @@ class Inbox:
         if not self._scheduled:
             self._scheduled = True
             self._ui.call_soon(self._drain)
-
-    async def run(self, source: StatusSource) -> None:
-        """Run `source` into this inbox until cancelled."""
-        await source.run(self)
 
     def _drain(self) -> None:
         batch = [*self._latest.items(), *self._events]
