@@ -65,6 +65,21 @@ def test_pilot_rows_filter_and_document() -> None:
     asyncio.run(drive())
 
 
+def test_a_refresh_while_the_app_shuts_down_finds_its_widgets() -> None:
+    # The refresh timer can fire once the screen's children are gone (CI saw it: NoMatches).
+    from console.fleet.app import ModelSource, make_app
+
+    app = make_app(ModelSource(sample()), every=60)
+
+    async def drive() -> None:
+        async with app.run_test(size=(100, 20)):
+            pass
+        app.refresh_rows()
+
+    asyncio.run(drive())
+    assert str(app._banner.render()) == "▲ FLEET · 1 AT RISK ▲"
+
+
 def test_the_command_line_does_not_load_textual() -> None:
     code = "import sys; from cell.cli.main import build_parser; build_parser(); print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

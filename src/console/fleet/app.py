@@ -105,23 +105,28 @@ class FleetApp(App[None]):
         self.shown: list[str] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="banner")
-        yield Input(placeholder="/ filter: site, verdict or reason", id="filter")
-        yield DataTable(id="rows", cursor_type="row", zebra_stripes=True)
+        # Kept by reference, not queried: the refresh timer can fire while the app shuts down
+        # and its screen's children are already gone.
+        self._banner = Static("", id="banner")
+        self._filter = Input(placeholder="/ filter: site, verdict or reason", id="filter")
+        self._table: DataTable[str] = DataTable(id="rows", cursor_type="row", zebra_stripes=True)
+        yield self._banner
+        yield self._filter
+        yield self._table
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        self._table.add_columns(*COLUMNS)
         self.refresh_rows()
         self.set_interval(self.every, self.refresh_rows)
 
     def refresh_rows(self) -> None:
         fleet = self.source.fleet()
-        head = self.query_one("#banner", Static)
+        head = self._banner
         lost = not self.source.connected()
         head.update(banner(fleet) + ("\nhub connection lost: reconnecting" if lost else ""))
         head.set_class(not fleet.ok or lost, "risk")
-        table = self.query_one(DataTable)
+        table = self._table
         keep = self.shown[table.cursor_row] if 0 <= table.cursor_row < len(self.shown) else None
         table.clear()
         self.shown = []
@@ -144,22 +149,21 @@ class FleetApp(App[None]):
             table.move_cursor(row=self.shown.index(keep))
 
     def action_filter(self) -> None:
-        box = self.query_one(Input)
+        box = self._filter
         # Focus now, not after a refresh (as `box.focus()` would): the keys typed right after
         # the '/' belong to the box, not to the table (where Enter would open a document).
         self.screen.set_focus(box)
 
     def action_clear_filter(self) -> None:
-        box = self.query_one(Input)
-        box.value = ""
-        self.query_one(DataTable).focus()
+        self._filter.value = ""
+        self._table.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.needle = event.value.strip().lower()
         self.refresh_rows()
 
     def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
+        self._table.focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         site = str(event.row_key.value)
