@@ -181,3 +181,53 @@ def test_a_probe_run_that_an_apply_cut_across_is_run_again(
     with open_store(state.root) as store:
         stored = probe_runs(store, 0)
     assert [r.ok for r in stored] == [True], "the cut-across run is not kept"
+
+
+@pytest.mark.parametrize("again", [True, False])
+def test_an_apply_cuts_the_interval_short_only_for_services_that_ask(again: bool) -> None:
+    """A probe answers for the ruleset it ran against: a new apply runs it again at once
+    (`again_on_apply`), where any other periodic service waits out its interval."""
+    import threading
+    from types import SimpleNamespace
+    from typing import Any
+
+    from cell.run.board import Board
+    from cell.run.service import Context
+    from cell.run.services.base import Periodic
+
+    def applied(entry: str) -> Any:
+        return SimpleNamespace(entry=SimpleNamespace(id=entry))
+
+    ref = SimpleNamespace(site=applied("first"))
+    ran: list[str] = []
+    twice = threading.Event()
+
+    class Service(Periodic):
+        again_on_apply = again
+
+        def interval(self, site: Any) -> float:
+            return 60.0
+
+        def once(self, ctx: Context, site: Any) -> None:
+            ran.append(site.entry.id)
+            if len(ran) == 2:
+                twice.set()
+
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=Service(ref).run,  # a SiteRef in all it is asked: .site
+        args=(Context("probes", Board(), stop),),
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not ran:
+            assert time.monotonic() < deadline, "the first cycle never ran"
+            time.sleep(0.01)
+        ref.site = applied("second")  # an apply lands
+        assert twice.wait(3) is again
+        assert ran == (["first", "second"] if again else ["first"])
+    finally:
+        stop.set()
+        worker.join(5)
+    assert not worker.is_alive()
