@@ -201,3 +201,18 @@ def test_the_demo_finds_the_example_site_of_the_checkout(example: Path) -> None:
     from cell.cli.demo import example_repo
 
     assert example_repo() == example
+
+
+def test_a_password_file_gives_its_first_line(tmp_path: Path) -> None:
+    """`--password-file` means the same in `cell bridge monitor`, `cell console` and `cell
+    fleet`: the first line, stripped; an unreadable file is a one-line error naming it."""
+    from cell.cli.util import read_password_file
+    from cell.errors import UsageError
+
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret  \n# rotated 2026-11-30\n")
+    assert read_password_file(str(pw)) == "s3cret"
+    pw.write_text("")
+    assert read_password_file(str(pw)) == ""
+    with pytest.raises(UsageError, match=r"^--password-file .*/nope: cannot read it \(No such"):
+        read_password_file(str(tmp_path / "nope"))

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bridge.classify import TAGS
-from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, read_operator_file
+from cell.cli.util import add_json, add_repo, add_state_dir, emit, load, read_password_file
 from cell.errors import UsageError
 from cell.paths import MONITOR_PASSWORD_ENV as PASSWORD_ENV
 from policies.clock import human
@@ -148,7 +148,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     place = applied_place(args, policy, entry)
     password = place.password
     if password is None and args.password_file:
-        password = read_operator_file(args.password_file, "--password-file").decode().strip()
+        password = read_password_file(args.password_file)
     if not password:
         raise UsageError(
             f"no password for the monitor's login 'cell': set ${PASSWORD_ENV} or --password-file"

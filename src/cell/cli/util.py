@@ -112,12 +112,15 @@ def read_login(args: argparse.Namespace, *, user_needs_password: bool) -> Login:
         value = getattr(args, flag)
         if value:
             read_operator_file(value, f"--{flag}")
-    password = None
-    if args.password_file:
-        raw = read_operator_file(args.password_file, "--password-file")
-        lines = raw.decode(errors="replace").splitlines()
-        password = lines[0].strip() if lines else ""
+    password = read_password_file(args.password_file) if args.password_file else None
     return Login(args.user, password, args.cafile, args.certfile, args.keyfile)
+
+
+def read_password_file(path: str, flag: str = "--password-file") -> str:
+    """A login's password: the file's first line, stripped (a trailing newline or a comment
+    line after it is not part of it)."""
+    lines = read_operator_file(path, flag).decode(errors="replace").splitlines()
+    return lines[0].strip() if lines else ""
 
 
 DIR_FLAGS = {"repo": "--repo", "state_dir": "--state-dir", "render": "--render"}
