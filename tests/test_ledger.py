@@ -231,3 +231,38 @@ def test_cli_anchor_and_head(state: State) -> None:
     assert (
         bad.returncode == 2 and "expected SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr
     )
+
+
+def test_the_first_cell_run_of_a_cell_never_enrolled_makes_the_evidence_key(
+    tmp_path: Path,
+) -> None:
+    """`cell run` on a box nobody enrolled yet makes the key and records it, so its heads are
+    signed; enrolling later still works and names the same key. A key the ledger names and
+    the box lost is not replaced: the unsigned head stays a finding."""
+    from cell.gitops.enroll import first_key
+    from cell.store import evidencekey
+
+    s = State(tmp_path / "state")
+    ledger.append(s, "refusal", reason="not-enrolled")  # an apply tried before enrolment
+    key = first_key(s, "t-site")
+    assert key is not None and key.startswith("cell-evidence@t-site ssh-ed25519 ")
+    assert first_key(s, "t-site") is None, "made once"
+    entry = ledger.read(s)[-1]
+    assert (entry["kind"], entry["evidence_key"], entry["by"]) == ("evidence-key", key, "cell run")
+    head = ledger.read_head(s)
+    assert head is not None and evidencekey.verify(
+        key, ledger.head_text(head["seq"], head["hash"]), head["sig"], "cell-ledger"
+    )
+    assert problems(s) == []
+
+    signers = tmp_path / "signers"
+    signers.write_text(f"ana@ops {evidencekey.public_line(s).split(' ', 1)[1]}\n")
+    enroll = ["enroll", "--signers", str(signers), "--state-dir", str(s.root), "--json"]
+    r = subprocess.run([sys.executable, "-m", "cell.cli", *enroll], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["evidence_key"] == key
+
+    evidencekey.key_path(s).unlink()  # an insider removes the key
+    assert first_key(s, "t-site") is None, "a lost key is not replaced"
+    ledger.append(s, "apply", commit="b" * 40)
+    assert any("not signed" in p for p in problems(s))

@@ -18,6 +18,11 @@ from policies.fsutil import atomic_write
 from policies.signers import parse_signers
 from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
 
+KEY_KIND = "evidence-key"
+"""The ledger entry of an evidence key the daemon made (a Cell never enrolled)."""
+TRUSTING = ("enroll", *ledger.LIVE_KINDS)
+"""Ledger entries after which the Cell trusts someone: enrolling again is a recorded reset."""
+
 
 class AlreadyEnrolled(UsageError):
     """Enrolling over an existing ledger without an explicit, recorded reset."""
@@ -58,12 +63,15 @@ def enroll(
     fprs = pgp_fingerprints(pgp) if pgp else []
     if pgp and not fprs:
         raise UsageError(f"{pgp_display}: no OpenPGP public key in it (gpg --armor --export)")
-    before = ledger.read(state)
+    # Only an enrolment or a commit made live gives a Cell someone it trusts. What a box
+    # records before its operator enrols it (the daemon's key, an apply refused as not
+    # enrolled, drift) does not: enrolling then replaces no one.
+    before = [e for e in ledger.read(state) if e.get("kind") in TRUSTING]
     if before and reset is None:
         last = before[-1]
         raise AlreadyEnrolled(
-            f"{state.root}: this Cell is enrolled already (its ledger has {len(before)} entries, "
-            f"the newest seq {last.get('seq')} {last.get('kind')} at {last.get('time')}); "
+            f"{state.root}: this Cell is enrolled already (its ledger records it: seq "
+            f"{last.get('seq')} {last.get('kind')} at {last.get('time')}); "
             "to replace whom it trusts, `cell enroll --reset REASON --signers FILE` (recorded)"
         )
     atomic_write(state.trust / SSH_SIGNERS, ssh)
@@ -79,3 +87,18 @@ def enroll(
     ledger.append(state, "enroll", principals=people, pgp=fprs, sha256=digest, evidence_key=key)
     late = read_journal(state).applied is not None
     return Enrolment(len(signers), people, fprs, late, key, reset is not None)
+
+
+def first_key(state: State, site: str) -> str | None:
+    """The evidence key of a Cell never enrolled, made by its first `cell run` and recorded in
+    the ledger (as enrolment records it): its heads and manifests are signed from then on.
+    None: nothing made, because a key is there, or because the ledger names one already. A key
+    the ledger names and the box has lost is not replaced: its heads go unsigned, and `cell
+    audit verify` says so, where a new key would hide that the old one went."""
+    if evidencekey.has_key(state):
+        return None
+    if any(e.get("evidence_key") for e in ledger.read(state)):
+        return None
+    key = evidencekey.ensure_key(state, site)
+    ledger.append(state, KEY_KIND, evidence_key=key, by="cell run")
+    return key

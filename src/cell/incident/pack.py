@@ -152,7 +152,7 @@ def write_pack(
     if not evidencekey.has_key(state):
         raise IncidentUsage(
             f"{state.root}: this Cell has no evidence key to sign the pack with; "
-            "`cell enroll` makes it"
+            "`cell enroll` or the first `cell run` makes it"
         )
     scratch = out.parent / f".{out.name}.{os.getpid()}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)

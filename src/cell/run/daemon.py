@@ -100,6 +100,7 @@ class Daemon:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
+        self._evidence_key()
         self.exporter.start()
         self.publisher.start()
         self.supervisor.start()
@@ -197,6 +198,23 @@ class Daemon:
                     doc = evidence_manifest(entry, site)
                     doc["sig"] = self._sign(manifest_text(doc), evidencekey.MANIFEST_NAMESPACE)
                     self.publisher.retain(MANIFEST_TOPIC.format(id=doc["id"]), doc)
+
+    def _evidence_key(self) -> None:
+        """A Cell never enrolled gets its evidence key now: what it publishes is signed."""
+        from cell.gitops.enroll import first_key
+        from policies.errors import CellError
+
+        try:
+            key = first_key(self.state, self.ref.site.site_id)
+        except (CellError, OSError) as e:
+            print(f"cell run: no evidence key: {e}", file=sys.stderr, flush=True)
+            return
+        if key is not None:
+            print(
+                f"cell run: made the evidence key (never enrolled): {key}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _sign(self, text: bytes, namespace: str) -> str | None:
         """The evidence key's signature of `text` (None without a key, or if ssh-keygen fails:
