@@ -231,3 +231,53 @@ def test_an_apply_cuts_the_interval_short_only_for_services_that_ask(again: bool
         stop.set()
         worker.join(5)
     assert not worker.is_alive()
+
+
+def test_a_monitor_off_the_bus_fails_the_bridge_check_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgraded, a Cell whose broker config predates the Cell's own socket has no socket: the
+    daemon's monitor cannot get on the bus. The bridge check fails and says what to do; it does
+    not go on reporting a link and crossings it cannot see."""
+    import threading
+
+    from cell.run.board import Board
+    from cell.run.service import Context
+    from cell.run.services import bridge
+    from cell.run.site import SiteRef
+    from cell.store.statedir import State
+    from conftest import EXAMPLE
+
+    state = State(str(tmp_path / "state"))
+    state.root.mkdir(parents=True)
+    ref = SiteRef(state, str(EXAMPLE), None)
+    sock = ref.site.target.layout.mqtt_socket
+    assert not Path(sock).exists()
+    monkeypatch.setattr(bridge, "OFF_BUS_GRACE", 1.0)
+    board, stop = Board(), threading.Event()
+    worker = threading.Thread(
+        target=bridge.BridgeService(ref).run, args=(Context("bridge", board, stop),)
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while (held := board.checks().get("bridge")) is None or held.ok:
+            assert time.monotonic() < deadline, f"the bridge check never failed: {held}"
+            time.sleep(0.1)
+        assert held.detail == (
+            f"the monitor is not on the bus: the broker has no socket for the Cell at {sock} "
+            "(its config was rendered before the Cell had one: `cell apply` once renders it)"
+        )
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_off_the_bus_with_a_socket_there_says_what_the_connection_said(tmp_path: Path) -> None:
+    from cell.run.services.bridge import off_bus
+
+    sock = tmp_path / "mqtt.sock"
+    sock.touch()
+    got = off_bus(str(sock), "Connection refused", 12.4)
+    assert got == "the monitor is not on the bus for 12 s: Connection refused"

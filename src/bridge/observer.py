@@ -126,6 +126,8 @@ class Monitor:
         self.connected = threading.Event()
         self.stop = threading.Event()
         self.refused: str | None = None
+        self.offline_why: str | None = None
+        """Why the observer is off the bus, as its last connection attempt said."""
 
     def status(self) -> BridgeStatus:
         with self._lock:
@@ -183,8 +185,10 @@ class Monitor:
                     self.refused = str(e)
                     self.stop.set()
                     return
-            except (OSError, wire.ProtocolError):
-                pass  # the broker restarted or is not up yet: try again
+                self.offline_why = e.strerror or str(e)
+            except (OSError, wire.ProtocolError) as e:
+                # The broker restarted or is not up yet: try again.
+                self.offline_why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             except Exception as e:  # a bug: stop loudly rather than count nothing in silence
                 self.refused = f"the observer failed: {type(e).__name__}: {e}"
                 self.stop.set()

@@ -10,6 +10,7 @@ down is shown, not failed: a bridge that is down sends nothing.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,20 @@ def bridge_check(status: BridgeStatus) -> tuple[bool, str, list[str]]:
             evidence,
         )
     return True, f"link {link.state}{since}; {crossed} crossed, all as the policy says", evidence
+
+
+OFF_BUS_GRACE = 10.0
+"""Seconds the monitor may be off the bus (a broker restarting under an apply) before the check
+fails: off it, the monitor sees neither the link state nor what is published."""
+
+
+def off_bus(socket: str | None, why: str | None, seconds: float) -> str:
+    if socket is not None and not Path(socket).exists():
+        return (
+            f"the monitor is not on the bus: the broker has no socket for the Cell at {socket} "
+            "(its config was rendered before the Cell had one: `cell apply` once renders it)"
+        )
+    return f"the monitor is not on the bus for {seconds:.0f} s: {why or 'no answer'}"
 
 
 class BridgeService:
@@ -86,12 +101,22 @@ class BridgeService:
         thread = threading.Thread(target=body, name="cell-bridge-monitor", daemon=True)
         thread.start()
         fresh = 3 * site.seconds("publish_interval")
+        off_since: float | None = time.monotonic()
         try:
             while not ctx.wait(1.0):
                 if not thread.is_alive():
                     if failure:
                         raise failure[0]
                     raise RuntimeError("the bridge monitor stopped by itself")
+                now = time.monotonic()
+                if monitor.connected.is_set():
+                    off_since = None
+                elif off_since is None:
+                    off_since = now
+                if off_since is not None and now - off_since > OFF_BUS_GRACE:
+                    detail = off_bus(where.unix, monitor.offline_why, now - off_since)
+                    ctx.report("bridge", check(False, detail, fresh))
+                    continue
                 ok, detail, evidence = bridge_check(monitor.status())
                 ctx.report("bridge", check(ok, detail, fresh, evidence))
         finally:
