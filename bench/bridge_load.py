@@ -43,8 +43,8 @@ from cell.deploy.install import apply_lab
 from cell.lab import LabInfo, lab_down, lab_up
 from firewall import netns
 from policies import Policy, load_policy
+from policies.busnames import bridge_state_topic
 from policies.layout import BRIDGE_SNAPSHOT, MOSQUITTO_LOG
-from policies.validate_mqtt import bridge_state_topic
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "site-config-example"
 CLASSES = ("up", "down", "local", "never")

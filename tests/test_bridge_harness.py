@@ -32,8 +32,8 @@ from cell.lab import LabInfo
 from conftest import EXAMPLE
 from firewall import netns
 from policies import Policy
+from policies.busnames import bridge_state_topic
 from policies.layout import MOSQUITTO_LOG
-from policies.validate_mqtt import bridge_state_topic
 
 SETTLE = 0.5
 """How long to keep waiting for a forbidden message after the control message has arrived."""

@@ -23,9 +23,9 @@ from bridge.observer import Monitor, MonitorError, Observer
 from bridge.render import bridge_local_client_id
 from firewall import netns
 from policies import Policy
+from policies.busnames import bridge_state_topic
 from policies.layout import BRIDGE_SNAPSHOT, PASSWD
 from policies.topics import matches
-from policies.validate_mqtt import bridge_state_topic
 from test_bridge_harness import (
     TESTER_PUBLISH,
     Site,

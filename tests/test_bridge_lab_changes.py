@@ -28,8 +28,8 @@ from cell.lab.processes import stop as stop_processes
 from cell.lab.processes import wait_ready
 from cell.lab.state import write_state
 from policies import Policy, load_policy
+from policies.busnames import bridge_state_topic
 from policies.layout import BRIDGE_CONF, BRIDGE_SNAPSHOT
-from policies.validate_mqtt import bridge_state_topic
 from test_bridge_harness import (
     Site,
     assert_hub_saw_only_up_topics,

@@ -22,9 +22,9 @@ from bridge.render import bridge_client_id, bridge_local_client_id, render_mosqu
 from conftest import EXAMPLE
 from firewall import netns
 from policies import Policy, load_policy
+from policies.busnames import bridge_state_topic
 from policies.layout import ACL, BRIDGE_CONF, MOSQUITTO_CONF, PASSWD, Layout
 from policies.model import Client, TopicRule
-from policies.validate_mqtt import bridge_state_topic
 
 ROOT = Layout(root="/srv/gw")
 PASSWORDS = {"cam-01": "pw-cam-01", "cam-02": "pw-cam-02", "cell": "pw-cell"}

@@ -34,8 +34,8 @@ from bridge.status import (
     zero_counts,
 )
 from policies import Policy
+from policies.busnames import bridge_state_topic
 from policies.fsutil import atomic_write
-from policies.validate_mqtt import bridge_state_topic
 
 KEEP_UNEXPECTED = 100
 """Unexpected publishes kept in a snapshot (the most recent); `unexpected_total` counts all."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from policies.busnames import bridge_state_topic
 from policies.confline import WIDTH, lines, no_control, safe, why
 from policies.layout import (
     ACL,
@@ -28,7 +29,6 @@ from policies.layout import (
     MOSQUITTO_PID,
     PASSWD,
 )
-from policies.validate_mqtt import bridge_state_topic
 
 if TYPE_CHECKING:
     from policies import Policy

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from policies.busnames import STATUS_BUS, bridge_state_topic
 from policies.errors import Diagnostic
 from policies.topics import FilterTrie, intersects, witness
 
@@ -17,22 +18,8 @@ if TYPE_CHECKING:
 
 MQTT = "mqtt.yaml"
 RESERVED_USERS = frozenset({"cell"})
-STATUS_BUS = "cell/#"
-"""The Cell's own status bus: only the daemon (user `cell`) publishes under it."""
-BRIDGE_STATE_SUFFIX = "cell/bridge"
-"""The bridge's link state topic, under the site's remote prefix (see `bridge_state_topic`)."""
 RESERVED_PREFIXES = ("local.",)
 BRIDGED = frozenset({"up", "down"})
-
-
-def bridge_state_topic(policy: Policy) -> str:
-    """The retained topic where mosquitto publishes 1/0 as the bridge goes up/down: the same
-    name locally and at the hub (`notification_topic`), under the site's prefix, so the hub's
-    fleet view reads `sites/<id>/cell/bridge` next to the site's bridged `cell/status`."""
-    hub = policy.site.hub
-    if hub is None:  # sealed: no bridge, so no link state crosses; the name stays local
-        return BRIDGE_STATE_SUFFIX
-    return f"{hub.bridge.remote_prefix}{BRIDGE_STATE_SUFFIX}"
 
 
 def validate_mqtt(p: Policy) -> list[Diagnostic]:

@@ -13,7 +13,7 @@ Pure: `FleetModel.ingest(topic, payload)` is fed what the hub broker delivered (
 Rows come in that order (worst first), then by site id. The hub layout is a topic filter with one
 `+` for the site id (`sites/+` by default, the example's `remote_prefix`); under it each site has
 `cell/status`, `cell/availability` (bridged from the site's bus) and `cell/bridge` (the link state
-its bridge publishes at the hub, 0 being the bridge's will: `policies.validate_mqtt.bridge_state_topic`).
+its bridge publishes at the hub, 0 being the bridge's will: `policies.busnames.bridge_state_topic`).
 """
 
 from __future__ import annotations
