@@ -20,8 +20,17 @@ from policies.trust import PGP_KEYS, SSH_SIGNERS, pgp_fingerprints
 
 KEY_KIND = "evidence-key"
 """The ledger entry of an evidence key the daemon made (a Cell never enrolled)."""
-TRUSTING = ("enroll", *ledger.LIVE_KINDS)
-"""Ledger entries after which the Cell trusts someone: enrolling again is a recorded reset."""
+UNENROLLED = (
+    KEY_KIND,
+    "refusal",
+    "failure",
+    "drift",
+    "drift-transaction",
+    "drift-resolved",
+    "evidence-pack",
+)
+"""What a box records before anyone enrols it. Any other entry (an enrolment, a commit made
+live, a recovery, ...) means it trusts someone: enrolling again is then a recorded reset."""
 
 
 class AlreadyEnrolled(UsageError):
@@ -63,10 +72,9 @@ def enroll(
     fprs = pgp_fingerprints(pgp) if pgp else []
     if pgp and not fprs:
         raise UsageError(f"{pgp_display}: no OpenPGP public key in it (gpg --armor --export)")
-    # Only an enrolment or a commit made live gives a Cell someone it trusts. What a box
-    # records before its operator enrols it (the daemon's key, an apply refused as not
-    # enrolled, drift) does not: enrolling then replaces no one.
-    before = [e for e in ledger.read(state) if e.get("kind") in TRUSTING]
+    # What a box records before its operator enrols it (the daemon's key, an apply refused as
+    # not enrolled, drift, an incident pack) trusts no one: enrolling then replaces no one.
+    before = [e for e in ledger.read(state) if e.get("kind") not in UNENROLLED]
     if before and reset is None:
         last = before[-1]
         raise AlreadyEnrolled(

@@ -3,11 +3,13 @@
     {"seq": 0, "time": "...", "kind": "enroll", ..., "prev": "000...0"}
     {"seq": 1, "time": "...", "kind": "apply",  ..., "prev": sha256(line 0)}
 
-Kinds: enroll, reset, apply, refusal, failure, rollback, reconcile, confirm, confirm-pending, drift,
-drift-resolved, recovery, ledger-repair, ledger-ack, evidence-pack (an incident pack was written). `verify` finds an edited line (the next line's `prev`
-no longer matches), a deleted or moved line (`seq` and `prev` break), and a cut-off end:
-before every append, `ledger.head` records the seq and hash of the entry being written, so
-removing the newest lines shows, and so does any entry appended past the head. A hash chain proves order and integrity against a careless or casual edit; someone who can
+Kinds: enroll, reset, apply, refusal, failure, rollback, reconcile, confirm, confirm-pending,
+drift, drift-resolved, recovery, ledger-repair, ledger-ack, evidence-pack (an incident pack was
+written), evidence-key (the first `cell run` of a Cell never enrolled made its key). `verify`
+finds an edited line (the next line's `prev` no longer matches), a deleted or moved line (`seq`
+and `prev` break), and a cut-off end: before every append, `ledger.head` records the seq and
+hash of the entry being written, so removing the newest lines shows, and so does any entry
+appended past the head. A hash chain proves order and integrity against a careless or casual edit; someone who can
 rewrite the whole file and its head can forge it, which is why the head is worth copying off
 the box. So each head is signed with the Cell's evidence key (`cell.store.evidencekey`; its public
 line is in the enroll entry): the daemon carries the signed head in its status, which goes to the
