@@ -23,6 +23,7 @@ from cell.deploy.install import apply_lab
 from cell.lab import LabInfo, lab_down, lab_status, lab_up
 from firewall import nft as fw
 from policies import load_policy
+from policies.clock import iso
 from test_trust import Keys, SignedRepo
 
 pytestmark = pytest.mark.root
@@ -123,9 +124,8 @@ def test_apply_journal_ledger_log_history(site: Site, lab: tuple[str, LabInfo, K
     assert j["applied"]["digests"] == manifest["files"]
     assert live(info) == site.expected_table(c1)
     time.sleep(0.05)
-    between = (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1000):03d}"
-    )
+    between = iso()  # one reading of the clock (seconds and milliseconds read apart once
+    # crossed a second between them: `between` came out 1 s early, before the first apply)
     time.sleep(0.05)
 
     site.repo.toggle_ntp(on=False)
