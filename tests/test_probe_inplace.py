@@ -6,6 +6,7 @@ A tc redirect around the firewall makes it fail; a probe address someone else ho
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -55,6 +56,9 @@ def test_inplace_matrix_sends_from_the_probe_address(example: Path) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Policy, LabInfo, Path]]:
     site_id = new_id()
     repo = make_site(tmp_path_factory.mktemp("inplace"), site_id)
+    # A flow that fails waits out the timeout; these tests break the path on purpose.
+    with (repo / "site.yaml").open("a") as f:
+        f.write("verify:\n  probe_timeout: 1s\n")
     policy = load_policy(repo)
     try:
         yield policy, lab_up(policy, apply=apply_lab), repo
@@ -129,6 +133,13 @@ def test_a_flipped_forwarding_sysctl_fails_the_probe(lab: tuple[Policy, LabInfo,
         assert r.returncode == 3
         doc = json.loads(r.stdout)
         assert not [x for x in doc["results"] if x["to"] == "cam-01:554/tcp" and x["ok"]]
+        # Each flow that got no answer waited the policy's 1 s (and its 0.5 s slack), not 2 s.
+        waited = [
+            float(m.group(1))
+            for x in doc["results"]
+            if (m := re.match(r"no answer in (\d+) ms", x["evidence"]))
+        ]
+        assert waited and all(900 <= ms < 1900 for ms in waited), waited
         assert {"kind": "sysctl", "what": "sysctl net.ipv4.ip_forward is 0, not 1"} in doc["paths"]
     finally:
         netns.with_ns(info.gateway, lambda: forward.write_text("1\n"))

@@ -40,6 +40,7 @@ VERIFY = """verify:
   dns_interval: 1s
   capture_interval: 2s
   publish_interval: 5s
+  probe_timeout: 1s
 """
 
 

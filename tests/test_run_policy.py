@@ -21,6 +21,7 @@ def test_defaults_an_operator_expects(example: Path) -> None:
     v = load_policy(example).site.verify
     assert (v.probe_interval, v.drops_interval, v.dns_interval) == ("10m", "10s", "5s")
     assert (v.capture_interval, v.publish_interval, v.capture_drop_threshold) == ("30s", "30s", 0)
+    assert v.probe_timeout == "2s"
 
 
 def test_intervals_are_read_and_bad_ones_named_with_their_place(site: Site) -> None:
@@ -33,6 +34,15 @@ def test_intervals_are_read_and_bad_ones_named_with_their_place(site: Site) -> N
     site.write("site.yaml", site.text("site.yaml").replace("10 minutes", "10m\n  probes: 5m"))
     (err,) = errors(site.root)
     assert f"site.yaml:{line + 1}:" in err
+
+
+def test_a_probe_timeout_past_30s_is_refused_with_its_place(site: Site) -> None:
+    site.write("site.yaml", site.text("site.yaml") + "verify:\n  probe_timeout: 5s\n")
+    assert load_policy(site.root).site.verify.probe_timeout == "5s"
+    site.write("site.yaml", site.text("site.yaml").replace("5s", "31s"))
+    line = site.line_of("site.yaml", "probe_timeout")
+    (err,) = errors(site.root)
+    assert f"site.yaml:{line}:" in err and "at most 30s" in err
 
 
 def test_no_local_client_may_publish_under_cell(site: Site) -> None:

@@ -33,6 +33,7 @@ from policies.types import (
     TopicFilter,
     TopicPrefix,
     Username,
+    duration_seconds,
 )
 from policies.yamlsrc import Source
 
@@ -104,6 +105,18 @@ class Drift(Strict):
     )
 
 
+PROBE_TIMEOUT_MAX = 30
+
+
+def _probe_timeout(value: str) -> str:
+    if duration_seconds(value) > PROBE_TIMEOUT_MAX:
+        raise ValueError(
+            f"at most {PROBE_TIMEOUT_MAX}s: every flow that gets no answer waits this long, "
+            "and a run probes them one after another"
+        )
+    return value
+
+
 class Verify(Strict):
     """How often the daemon (`cell run`) proves the promise again (docs/daemon.md)."""
 
@@ -122,6 +135,10 @@ class Verify(Strict):
     publish_interval: Duration = Field(
         default="30s",
         description="The status is published on every change and at least this often.",
+    )
+    probe_timeout: Annotated[Duration, AfterValidator(_probe_timeout)] = Field(
+        default="2s",
+        description="How long a probe waits for an answer (a slow hub link may want more).",
     )
     capture_drop_threshold: int = Field(
         default=0,

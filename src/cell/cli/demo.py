@@ -139,7 +139,7 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
     from cell.cli.lab import gateway_services
     from cell.lab import lab_down, lab_up
     from cell.run.labdaemon import start_daemon
-    from cell.verify.prober import Env, format_results, run_probes
+    from cell.verify.prober import Env, format_results, probe_timeout, run_probes
     from firewall.probes import compile_probes
 
     path = Path(repo) if repo else example_repo()
@@ -165,7 +165,8 @@ def run_demo(repo: str | None, keep: bool = False) -> int:
         _say("4. Prove it with real packets (cell probe)")
         print("  Allowed flows must be answered. Dropped flows must go unanswered AND raise their")
         print("  named drop counter: silence alone proves nothing.\n")
-        run = run_probes(compile_probes(policy), Env(info.gateway, info.vlan_netns, info.outside))
+        env = Env(info.gateway, info.vlan_netns, info.outside, timeout=probe_timeout(policy))
+        run = run_probes(compile_probes(policy), env)
         print(format_results(run))
         leaks = [r for r in run.results if r.expect == "drop" and r.got == "accept"]
         cams = [r for r in run.results if r.source.startswith("cam") and r.expect == "drop"]

@@ -71,7 +71,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from cell.cli import verify as verify_cli
     from cell.lab import lab_status
     from cell.verify.inplace import box_outside, probe_segments
-    from cell.verify.prober import Env, format_results, run_probes
+    from cell.verify.prober import Env, format_results, probe_timeout, run_probes
     from firewall.probes import compile_probes, inplace_probes
 
     if verify_cli.probe_history_requested(args):
@@ -80,15 +80,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     policy, _ = applied_policy(args)  # what runs, never the work tree
     lab = lab_status(policy.site.site.id)
+    wait = probe_timeout(policy)
     if args.lab:
         if lab is None:
             raise _usage(f"no lab is up for site {policy.site.site.id}: run `cell lab up` first")
-        run = run_probes(compile_probes(policy), Env(lab.gateway, lab.vlan_netns, lab.outside))
+        env = Env(lab.gateway, lab.vlan_netns, lab.outside, timeout=wait)
+        run = run_probes(compile_probes(policy), env)
     else:  # in place: the lab's gateway when one is up, else this host (a real Cell)
         gateway = lab.gateway if lab else None
         outside = lab.outside if lab else box_outside(policy)
         with probe_segments(policy, gateway) as vlans:
-            run = run_probes(inplace_probes(policy), Env(gateway, vlans, outside))
+            run = run_probes(inplace_probes(policy), Env(gateway, vlans, outside, timeout=wait))
     paths = verify_cli.probe_paths(policy, lab) if not args.lab else []
     verify_cli.record_probe(args, run)
     doc = {**run.to_doc(), **({"paths": paths} if paths else {})}

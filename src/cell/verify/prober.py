@@ -14,13 +14,17 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cell.status.probe import ProbeResult, ProbeRun
 from cell.verify import dnsquery as dnsq
 from firewall import netns as ns
 from firewall.nft import NftBackend, backend
 from firewall.probes import Probe, ProbeEnd
+from policies.types import duration_seconds
+
+if TYPE_CHECKING:
+    from policies.model import Policy
 
 TIMEOUT = 2.0
 GRACE = 0.15  # after the counter rises, how long we still listen for a (leaked) answer
@@ -36,6 +40,8 @@ class Env:
     outside: dict[str, Any]
     firewall: NftBackend | None = field(default=None, compare=False)
     """The gateway's nftables seam, whose drop counters prove a drop (None: the kernel's)."""
+    timeout: float = TIMEOUT
+    """How long a probe waits for an answer (the policy's `verify.probe_timeout`)."""
 
     @property
     def nft(self) -> NftBackend:
@@ -74,13 +80,15 @@ def _client(kind: str, src: str | None, dst: str, port: int, timeout: float) -> 
             return ""
 
 
-def _spawn(netns: str | None, kind: str, src: str | None, dst: str, port: int) -> Future[str]:
+def _spawn(
+    netns: str | None, kind: str, src: str | None, dst: str, port: int, timeout: float
+) -> Future[str]:
     """The probe's client, started on a thread of its own inside the source namespace (None:
     this host's)."""
 
     def client() -> str:
         try:
-            return _client(kind, src, dst, port, TIMEOUT)
+            return _client(kind, src, dst, port, timeout)
         except Exception as e:
             return f"error: {e}"
 
@@ -146,7 +154,12 @@ def run_probe(probe: Probe, env: Env) -> ProbeResult:
     before = nft.read_counters().get(counter, 0) if counter else 0
     t0 = time.monotonic()
     answer_of = _spawn(
-        netns, probe.kind, src.address if src.name != "gateway" else None, dst_addr, probe.port
+        netns,
+        probe.kind,
+        src.address if src.name != "gateway" else None,
+        dst_addr,
+        probe.port,
+        env.timeout,
     )
     answer, rose_at, after = "", None, before
     while True:
@@ -164,7 +177,7 @@ def run_probe(probe: Probe, env: Env) -> ProbeResult:
                 rose_at = time.monotonic()
         if rose_at is not None and time.monotonic() - rose_at > GRACE:
             break
-        if time.monotonic() - t0 > TIMEOUT + 0.5:
+        if time.monotonic() - t0 > env.timeout + 0.5:
             break
     # A client still waiting is left to end at its own socket timeout, on its own thread.
     ms = (time.monotonic() - t0) * 1000
@@ -206,3 +219,8 @@ def format_results(run: ProbeRun) -> str:
         f"{len(run.results)} flows probed: " + ("all hold" if not bad else f"{bad} MISBEHAVE")
     )
     return "\n".join(rows)
+
+
+def probe_timeout(policy: Policy) -> float:
+    """The policy's `verify.probe_timeout`, in seconds."""
+    return float(duration_seconds(policy.site.verify.probe_timeout))

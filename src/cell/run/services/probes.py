@@ -58,7 +58,7 @@ class ProbeService(Periodic):
         is not (nothing was recorded or reported)."""
         from cell.store import open_store
         from cell.store.probes import record_probe_run
-        from cell.verify.prober import Env
+        from cell.verify.prober import Env, probe_timeout
         from firewall.probes import compile_probes
 
         fresh = 2 * self.interval(site) + PROBE_SLACK
@@ -66,7 +66,7 @@ class ProbeService(Periodic):
         results: list[ProbeResult] | None
         if site.lab is not None:
             lab = site.lab
-            env = Env(lab.gateway, lab.vlan_netns, lab.outside)
+            env = Env(lab.gateway, lab.vlan_netns, lab.outside, timeout=probe_timeout(site.policy))
             results = self._run(ctx, compile_probes(site.policy), env)
         else:
             from cell.verify.inplace import box_outside, probe_segments
@@ -75,7 +75,12 @@ class ProbeService(Periodic):
 
             try:
                 with probe_segments(site.policy, site.netns) as vlans:
-                    env = Env(site.netns, vlans, box_outside(site.policy))
+                    env = Env(
+                        site.netns,
+                        vlans,
+                        box_outside(site.policy),
+                        timeout=probe_timeout(site.policy),
+                    )
                     results = self._run(ctx, inplace_probes(site.policy), env)
             except CellError as e:
                 ctx.report(
