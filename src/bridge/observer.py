@@ -180,15 +180,16 @@ class Monitor:
             try:
                 self._session()
                 backoff = 0.2
-            except ConnectionRefusedError as e:
-                if str(e) in (wire.CONNACK_CODES[4], wire.CONNACK_CODES[5]):
+            except (OSError, wire.ProtocolError) as e:
+                if isinstance(e, ConnectionRefusedError) and str(e) in (
+                    wire.CONNACK_CODES[4],
+                    wire.CONNACK_CODES[5],
+                ):
                     self.refused = str(e)
                     self.stop.set()
                     return
-                self.offline_why = e.strerror or str(e)
-            except (OSError, wire.ProtocolError) as e:
                 # The broker restarted or is not up yet: try again.
-                self.offline_why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                self.offline_why = getattr(e, "strerror", None) or str(e)
             except Exception as e:  # a bug: stop loudly rather than count nothing in silence
                 self.refused = f"the observer failed: {type(e).__name__}: {e}"
                 self.stop.set()

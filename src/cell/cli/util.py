@@ -116,10 +116,10 @@ def read_login(args: argparse.Namespace, *, user_needs_password: bool) -> Login:
     return Login(args.user, password, args.cafile, args.certfile, args.keyfile)
 
 
-def read_password_file(path: str, flag: str = "--password-file") -> str:
-    """A login's password: the file's first line, stripped (a trailing newline or a comment
-    line after it is not part of it)."""
-    lines = read_operator_file(path, flag).decode(errors="replace").splitlines()
+def read_password_file(path: str) -> str:
+    """`--password-file`: the file's first line, stripped (a trailing newline or a comment
+    line after it is not part of the password)."""
+    lines = read_operator_file(path, "--password-file").decode(errors="replace").splitlines()
     return lines[0].strip() if lines else ""
 
 

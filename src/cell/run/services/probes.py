@@ -62,11 +62,12 @@ class ProbeService(Periodic):
         from firewall.probes import compile_probes
 
         fresh = 2 * self.interval(site) + PROBE_SLACK
+        wait = probe_timeout(site.policy)
         t0, ts = time.monotonic(), time.time()
         results: list[ProbeResult] | None
         if site.lab is not None:
             lab = site.lab
-            env = Env(lab.gateway, lab.vlan_netns, lab.outside, timeout=probe_timeout(site.policy))
+            env = Env(lab.gateway, lab.vlan_netns, lab.outside, timeout=wait)
             results = self._run(ctx, compile_probes(site.policy), env)
         else:
             from cell.verify.inplace import box_outside, probe_segments
@@ -75,12 +76,7 @@ class ProbeService(Periodic):
 
             try:
                 with probe_segments(site.policy, site.netns) as vlans:
-                    env = Env(
-                        site.netns,
-                        vlans,
-                        box_outside(site.policy),
-                        timeout=probe_timeout(site.policy),
-                    )
+                    env = Env(site.netns, vlans, box_outside(site.policy), timeout=wait)
                     results = self._run(ctx, inplace_probes(site.policy), env)
             except CellError as e:
                 ctx.report(
